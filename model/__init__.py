@@ -1,0 +1,3 @@
+"""The joint section + NER model, registered with the transformers Auto classes on import."""
+from model.modeling import JointConfig, JointModel, JointOutput  # noqa: F401
+from model.vocab import train_wordpiece  # noqa: F401

@@ -1,0 +1,174 @@
+"""Subword features of a page and its windows: the one place where training and inference meet.
+
+A page is encoded word by word: each word's normalised form is cut into subwords (a word that
+normalises to nothing gets the unknown token, so it still gets a label). The subwords of the page
+form one flat sequence that is cut into overlapping windows of the encoder's length. Each word takes
+its hidden state (its first subword's) from the window in which that subword has the most context
+on both sides. Lines are pooled from their words, so the section head sees every line of the page
+whatever the number of windows.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from data.labels import SECTION_TAGS, TagSet
+from data.schema import Page
+from data.text import normalize
+
+IGNORE = -100
+
+
+@dataclass
+class WindowPlan:
+    """Token windows of one page: ``starts[w]:ends[w]`` of the flat subword sequence, and for each
+    word the window that owns it and the position of its first subword inside that window."""
+
+    starts: np.ndarray
+    ends: np.ndarray
+    word_window: np.ndarray
+    word_pos: np.ndarray  # position inside the window, counting the leading [CLS]
+
+
+def plan_windows(word_first: np.ndarray, n_tokens: int, body: int, stride: int) -> WindowPlan:
+    """Overlapping windows of ``body`` subwords, advancing by ``body - stride``; the last window is
+    aligned to the end so every window but a short page's only one is full."""
+    step = max(1, body - stride)
+    if n_tokens <= body:
+        starts = np.zeros(1, dtype=np.int64)
+    else:
+        n = int(np.ceil((n_tokens - body) / step)) + 1
+        starts = np.minimum(np.arange(n, dtype=np.int64) * step, n_tokens - body)
+        starts = np.unique(starts)
+    ends = np.minimum(starts + body, n_tokens)
+    # Ownership switches from window w to w+1 in the middle of their overlap, where a token has the
+    # same context on both sides in the two windows.
+    bounds = (starts[1:] + ends[:-1]) // 2
+    word_window = np.searchsorted(bounds, word_first, side="right")
+    word_pos = word_first - starts[word_window] + 1
+    return WindowPlan(starts, ends, word_window, word_pos)
+
+
+class PageEncoder:
+    """Turns pages into model features with a (fast) HF tokenizer. Shared by the trainer, the
+    evaluator and the Tagger."""
+
+    def __init__(self, tokenizer, max_length: int = 512, stride: int = 128,
+                 max_subwords_per_word: int = 32, cache_size: int = 500_000):
+        self.tokenizer = tokenizer
+        self.body = max_length - 2
+        if self.body < 8:
+            raise ValueError(f"max_length {max_length} is too small")
+        self.stride = min(stride, self.body // 2)
+        self.max_subwords = max_subwords_per_word
+        self.cls_id = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+        self.sep_id = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self.unk_id = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else self.pad_id
+        self._cache: dict[str, list[int]] = {}
+        self._cache_size = cache_size
+
+    # -- subwords ---------------------------------------------------------------------------
+    def subwords(self, word_strings: list[str]) -> list[list[int]]:
+        """Subword ids per word (normalised first), cached: news repeats its words a lot."""
+        cache = self._cache
+        missing = list({w for w in word_strings if w not in cache})
+        if missing:
+            if len(cache) + len(missing) > self._cache_size:
+                cache.clear()
+            norm = [normalize(w) for w in missing]
+            todo = [i for i, n in enumerate(norm) if n]
+            ids = self.tokenizer([norm[i] for i in todo], add_special_tokens=False)["input_ids"] if todo else []
+            for w in missing:
+                cache[w] = [self.unk_id]
+            for i, toks in zip(todo, ids):
+                cache[missing[i]] = (toks or [self.unk_id])[: self.max_subwords]
+        return [cache[w] for w in word_strings]
+
+    def encode(self, page: Page, ner_tags: TagSet | None = None) -> dict:
+        """Features of one page; with ``ner_tags`` also the labels (masked where not annotated)."""
+        text = page.text
+        spans = page.words
+        sub = self.subwords([text[s:e] for s, e in spans.tolist()])
+        lens = np.fromiter((len(x) for x in sub), dtype=np.int64, count=len(sub))
+        word_first = np.concatenate([[0], np.cumsum(lens)[:-1]]) if len(lens) else np.zeros(0, np.int64)
+        flat = np.fromiter((t for x in sub for t in x), dtype=np.int64, count=int(lens.sum()))
+        feat = {
+            "input_ids": flat,
+            "word_first": word_first.astype(np.int64),
+            "word_line": page.word_line.astype(np.int64),
+            "n_lines": len(page.lines),
+        }
+        if ner_tags is not None:
+            feat["ner_labels"] = ner_labels(page, ner_tags)
+            feat["section_labels"] = section_labels(page)
+        return feat
+
+    def plan(self, feat: dict) -> WindowPlan:
+        return plan_windows(feat["word_first"], len(feat["input_ids"]), self.body, self.stride)
+
+    def window_ids(self, feat: dict, plan: WindowPlan, w: int) -> np.ndarray:
+        ids = feat["input_ids"][plan.starts[w]:plan.ends[w]]
+        return np.concatenate([[self.cls_id], ids, [self.sep_id]])
+
+    # -- batches ----------------------------------------------------------------------------
+    def collate(self, feats: list[dict]) -> dict[str, torch.Tensor]:
+        """A training/evaluation batch of whole pages: all their windows, and the indices that map
+        words to window positions and lines to pages."""
+        windows, word_index, word_line, line_page, line_pos = [], [], [], [], []
+        ner, sec = [], []
+        line_offset = 0
+        plans = [self.plan(f) for f in feats]
+        width = max(int((p.ends - p.starts).max()) + 2 for p in plans)
+        for i, (f, p) in enumerate(zip(feats, plans)):
+            base = len(windows)
+            for w in range(len(p.starts)):
+                windows.append(self.window_ids(f, p, w))
+            word_index.append((base + p.word_window) * width + p.word_pos)
+            word_line.append(f["word_line"] + line_offset)
+            line_page.append(np.full(f["n_lines"], i, dtype=np.int64))
+            line_pos.append(np.arange(f["n_lines"], dtype=np.int64))
+            line_offset += f["n_lines"]
+            if "ner_labels" in f:
+                ner.append(f["ner_labels"])
+                sec.append(f["section_labels"])
+        ids = np.full((len(windows), width), self.pad_id, dtype=np.int64)
+        mask = np.zeros((len(windows), width), dtype=np.int64)
+        for r, w in enumerate(windows):
+            ids[r, : len(w)] = w
+            mask[r, : len(w)] = 1
+        batch = {
+            "input_ids": torch.from_numpy(ids),
+            "attention_mask": torch.from_numpy(mask),
+            "word_index": torch.from_numpy(np.concatenate(word_index)),
+            "word_line": torch.from_numpy(np.concatenate(word_line)),
+            "line_page": torch.from_numpy(np.concatenate(line_page)),
+            "line_pos": torch.from_numpy(np.concatenate(line_pos)),
+        }
+        if ner:
+            batch["ner_labels"] = torch.from_numpy(np.concatenate(ner))
+            batch["section_labels"] = torch.from_numpy(np.concatenate(sec))
+        return batch
+
+    __call__ = collate
+
+
+def ner_labels(page: Page, tags: TagSet) -> np.ndarray:
+    """Word tag ids, ``IGNORE`` for words outside every entity region (never trained as ``O``)."""
+    n = len(page.words)
+    if page.entities is None and page.entity_regions is None:
+        return np.full(n, IGNORE, dtype=np.int64)
+    ents = [e for e in (page.entities or []) if e.label in tags.types]
+    ids = tags.encode(page.words, ents, what=f"page {page.id!r}: entity")
+    inside = np.zeros(n, dtype=bool)
+    for a, b in page.ner_regions:
+        inside |= (page.words[:, 0] >= a) & (page.words[:, 1] <= b)
+    return np.where(inside, ids, IGNORE)
+
+
+def section_labels(page: Page) -> np.ndarray:
+    if page.sections is None:
+        return np.full(len(page.lines), IGNORE, dtype=np.int64)
+    return SECTION_TAGS.encode(page.lines, page.sections, what=f"page {page.id!r}: section")

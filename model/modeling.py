@@ -1,0 +1,151 @@
+"""The joint network: any HF encoder, a word-level NER head and a line-level section head.
+
+The encoder runs on windows (see ``data.features``); words take their first subword's state from
+the window that owns them; lines are the mean of their words; a bidirectional GRU runs over all the
+lines of a page (linear in the number of lines) and predicts B-/I- section tags.
+Loss = NER + lambda * section, each masked where its labels are missing (label -100).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+from transformers import AutoConfig, AutoModel, PreTrainedConfig, PreTrainedModel
+from transformers.configuration_utils import SubConfigSpec
+from transformers.utils import ModelOutput
+
+from data.labels import SECTION_TAGS
+
+
+class JointConfig(PreTrainedConfig):
+    """Holds the encoder's config, both label maps (NER tags in ``id2label``, section tags in
+    ``section_labels``) and the windowing the model was trained with."""
+
+    model_type = "arabic-page-joint"
+    sub_configs_defaults = {"encoder": SubConfigSpec(config_class=AutoConfig, model_type="bert")}
+
+    def __init__(self, encoder=None, section_labels=None, section_loss_weight: float = 1.0,
+                 line_hidden_size: int = 128, line_layers: int = 1, classifier_dropout: float = 0.1,
+                 window_length: int = 512, stride: int = 128, **kwargs):
+        if isinstance(encoder, PreTrainedConfig):
+            encoder = encoder.to_dict()
+        self.encoder = encoder
+        self.section_labels = list(section_labels or SECTION_TAGS.tags)
+        self.section_loss_weight = section_loss_weight
+        self.line_hidden_size = line_hidden_size
+        self.line_layers = line_layers
+        self.classifier_dropout = classifier_dropout
+        self.window_length = window_length
+        self.stride = stride
+        super().__init__(**kwargs)
+
+    @property
+    def encoder_config(self) -> PreTrainedConfig:
+        enc = self.encoder
+        if isinstance(enc, PreTrainedConfig):
+            return enc
+        enc = dict(enc or {"model_type": "bert"})
+        return AutoConfig.for_model(enc.pop("model_type", "bert"), **enc)
+
+    @property
+    def entity_types(self) -> list[str]:
+        tags = [self.id2label[i] for i in range(len(self.id2label))]
+        return list(dict.fromkeys(t[2:] for t in tags if t != "O"))
+
+
+@dataclass
+class JointOutput(ModelOutput):
+    loss: torch.Tensor | None = None
+    ner_loss: torch.Tensor | None = None
+    section_loss: torch.Tensor | None = None
+    ner_logits: torch.Tensor | None = None
+    section_logits: torch.Tensor | None = None
+
+
+class JointModel(PreTrainedModel):
+    config_class = JointConfig
+    base_model_prefix = "encoder"
+    main_input_name = "input_ids"
+    _supports_sdpa = True
+    _supports_flash_attn = True
+    _supports_attention_backend = True
+
+    def __init__(self, config: JointConfig, encoder: PreTrainedModel | None = None):
+        super().__init__(config)
+        enc_cfg = config.encoder_config
+        self.encoder = encoder if encoder is not None else AutoModel.from_config(
+            enc_cfg, attn_implementation=getattr(config, "_attn_implementation", None) or "sdpa")
+        hidden = enc_cfg.hidden_size
+        self.dropout = nn.Dropout(config.classifier_dropout)
+        self.ner_head = nn.Linear(hidden, config.num_labels)
+        self.line_rnn = nn.GRU(hidden, config.line_hidden_size, num_layers=config.line_layers,
+                               batch_first=True, bidirectional=True)
+        self.section_head = nn.Linear(2 * config.line_hidden_size, len(config.section_labels))
+        self.post_init()
+
+    def _init_weights(self, module):
+        super()._init_weights(module)
+        if module in self.encoder.modules() and hasattr(self.encoder, "_init_weights"):
+            self.encoder._init_weights(module)
+
+    @classmethod
+    def from_encoder(cls, encoder_name_or_path: str, ner_tags: list[str], **config_kwargs) -> "JointModel":
+        """A new joint model around a pretrained encoder (hub name or local folder)."""
+        encoder = AutoModel.from_pretrained(encoder_name_or_path, attn_implementation="sdpa")
+        config = JointConfig(encoder=encoder.config.to_dict(), id2label=dict(enumerate(ner_tags)),
+                             label2id={t: i for i, t in enumerate(ner_tags)}, **config_kwargs)
+        return cls(config, encoder=encoder)
+
+    # -- the pieces the Tagger calls on chunks of a long page --------------------------------
+    def word_states(self, input_ids, attention_mask, word_index) -> torch.Tensor:
+        """States of each word's first subword, taken from the window that owns the word."""
+        hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        return hidden.reshape(-1, hidden.shape[-1]).index_select(0, word_index)
+
+    def ner_logits(self, words: torch.Tensor) -> torch.Tensor:
+        return self.ner_head(self.dropout(words))
+
+    @staticmethod
+    def line_sums(words: torch.Tensor, word_line: torch.Tensor, n_lines: int):
+        """Sum and count of word states per line (pooled across windows and chunks)."""
+        sums = words.new_zeros(n_lines, words.shape[-1]).index_add_(0, word_line, words)
+        counts = words.new_zeros(n_lines).index_add_(0, word_line, torch.ones_like(word_line, dtype=words.dtype))
+        return sums, counts
+
+    def section_logits(self, line_vectors: torch.Tensor, line_page: torch.Tensor, line_pos: torch.Tensor) -> torch.Tensor:
+        """B-/I- section logits for every line; the GRU runs over each page's lines in order."""
+        n_pages = int(line_page.max()) + 1 if len(line_page) else 0
+        lengths = torch.bincount(line_page, minlength=n_pages)
+        width = int(lengths.max()) if n_pages else 0
+        grid = line_vectors.new_zeros(n_pages, width, line_vectors.shape[-1])
+        grid[line_page, line_pos] = line_vectors
+        packed = nn.utils.rnn.pack_padded_sequence(grid, lengths.cpu(), batch_first=True, enforce_sorted=False)
+        out, _ = self.line_rnn(packed)
+        out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=width)
+        return self.section_head(self.dropout(out[line_page, line_pos]))
+
+    def forward(self, input_ids, attention_mask, word_index, word_line, line_page, line_pos,
+                ner_labels=None, section_labels=None, **kwargs) -> JointOutput:
+        words = self.word_states(input_ids, attention_mask, word_index)
+        ner = self.ner_logits(words)
+        sums, counts = self.line_sums(words, word_line, len(line_page))
+        sec = self.section_logits(sums / counts.clamp(min=1).unsqueeze(-1), line_page, line_pos)
+        loss = ner_loss = sec_loss = None
+        if ner_labels is not None or section_labels is not None:
+            ner_loss = _masked_ce(ner, ner_labels)
+            sec_loss = _masked_ce(sec, section_labels)
+            loss = ner_loss + self.config.section_loss_weight * sec_loss
+        return JointOutput(loss=loss, ner_loss=ner_loss, section_loss=sec_loss, ner_logits=ner, section_logits=sec)
+
+
+def _masked_ce(logits: torch.Tensor, labels: torch.Tensor | None) -> torch.Tensor:
+    """Mean cross-entropy over labelled units; exactly zero (and zero gradient) when none is labelled."""
+    if labels is None:
+        return logits.sum() * 0.0
+    total = nn.functional.cross_entropy(logits.float(), labels, ignore_index=-100, reduction="sum")
+    return total / (labels != -100).sum().clamp(min=1)
+
+
+AutoConfig.register(JointConfig.model_type, JointConfig)
+AutoModel.register(JointConfig, JointModel)
