@@ -1,0 +1,222 @@
+"""The Tagger: pages in, sections and entities (with offsets into the original text) out.
+
+Pages are taken in fixed blocks. Inside a block, every page's windows are sorted by length and cut
+into batches by a token budget, so padding stays small and memory does not grow with the input.
+A page longer than the budget is simply spread over several batches: its words' NER outputs and its
+lines' pooled states are accumulated per page, then the section layer runs over all its lines.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable, Iterator
+
+import numpy as np
+import torch
+
+from data.features import PageEncoder
+from data.labels import SECTION_TAGS, bio_runs, entity_tagset
+from data.schema import DEFAULT_MAX_CHARS, Page
+
+
+def resolve_device(device: str | torch.device | None) -> torch.device:
+    if device in (None, "auto"):
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torch.dtype:
+    if isinstance(dtype, torch.dtype):
+        return dtype
+    if dtype in (None, "auto"):
+        return torch.bfloat16 if device.type == "cuda" else torch.float32
+    try:
+        return {"float32": torch.float32, "fp32": torch.float32, "bfloat16": torch.bfloat16,
+                "bf16": torch.bfloat16, "float16": torch.float16, "fp16": torch.float16}[dtype]
+    except KeyError:
+        raise ValueError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16") from None
+
+
+class Tagger:
+    def __init__(self, model, tokenizer, device=None, dtype=None, batch_tokens: int = 16384,
+                 block_size: int = 256, max_chars: int = DEFAULT_MAX_CHARS):
+        self.device = resolve_device(device)
+        self.dtype = resolve_dtype(dtype, self.device)
+        self.model = model.to(self.device, self.dtype).eval()
+        cfg = model.config
+        self.encoder = PageEncoder(tokenizer, max_length=cfg.window_length, stride=cfg.stride)
+        self.ner_tags = entity_tagset(cfg.entity_types)
+        self.entity_types = list(self.ner_tags.types)
+        self.batch_tokens = max(int(batch_tokens), cfg.window_length)
+        self.block_size = int(block_size)
+        self.max_chars = int(max_chars)
+        self.tokens_seen = 0  # unique subword tokens tagged so far (for progress and benchmarks)
+        self.padded_tokens = 0  # positions fed to the encoder, padding and overlap included
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, device=None, dtype=None, **kwargs) -> "Tagger":
+        """Open a saved joint model (a local folder, or a hub name where the hub is reachable)."""
+        from transformers import AutoModel, AutoTokenizer
+
+        import model as _registers_joint_model  # noqa: F401
+
+        p = Path(path)
+        if p.exists() and not p.is_dir():
+            raise FileNotFoundError(f"model path {str(path)!r} is a file, not a model folder")
+        if not p.exists() and (str(path).startswith((".", "/", "~")) or p.suffix or len(p.parts) > 2):
+            raise FileNotFoundError(f"model folder {str(path)!r} does not exist")
+        if p.is_dir() and not (p / "config.json").exists():
+            raise FileNotFoundError(f"model folder {str(path)!r} has no config.json (not a saved model, or incomplete)")
+        try:
+            mdl = AutoModel.from_pretrained(str(path))
+            tok = AutoTokenizer.from_pretrained(str(path))
+        except (OSError, ValueError, KeyError) as err:
+            raise ValueError(f"cannot load model from {str(path)!r}: {err}") from err
+        if not hasattr(mdl, "section_logits"):
+            raise ValueError(f"{str(path)!r} holds a {type(mdl).__name__}, not a joint section+NER model")
+        return cls(mdl, tok, device=device, dtype=dtype, **kwargs)
+
+    # -----------------------------------------------------------------------------------------
+    def tag(self, pages: Iterable[Page]) -> Iterator[dict]:
+        """Results in input order, tagging fixed blocks of ``block_size`` pages at a time."""
+        block: list[Page] = []
+        for page in pages:
+            block.append(page)
+            if len(block) == self.block_size:
+                yield from self.tag_block(block)
+                block = []
+        if block:
+            yield from self.tag_block(block)
+
+    @torch.inference_mode()
+    def tag_block(self, pages: list[Page]) -> list[dict]:
+        enc = self.encoder
+        feats = [enc.encode(p) for p in pages]
+        plans = [enc.plan(f) for f in feats]
+        n_labels = self.model.config.num_labels
+        hidden = self.model.config.encoder_config.hidden_size
+        ner_probs = [np.zeros((len(f["word_first"]), n_labels), dtype=np.float32) for f in feats]
+        line_sums = [torch.zeros(f["n_lines"], hidden, device=self.device, dtype=torch.float32) for f in feats]
+        line_counts = [torch.zeros(f["n_lines"], device=self.device, dtype=torch.float32) for f in feats]
+        self.tokens_seen += sum(len(f["input_ids"]) for f in feats)
+
+        # Every window of the block, longest first (stable, so a page's windows stay together).
+        items = [(i, w, int(p.ends[w] - p.starts[w])) for i, p in enumerate(plans) for w in range(len(p.starts))]
+        items.sort(key=lambda t: -t[2])
+        for batch in _budget_batches(items, self.batch_tokens):
+            self._run_windows(batch, feats, plans, ner_probs, line_sums, line_counts)
+
+        sec_probs = self._sections(feats, line_sums, line_counts)
+        return [self._decode(p, f, np_, sp) for p, f, np_, sp in zip(pages, feats, ner_probs, sec_probs)]
+
+    def _run_windows(self, batch, feats, plans, ner_probs, line_sums, line_counts) -> None:
+        enc = self.encoder
+        width = max(t[2] for t in batch) + 2
+        ids = np.full((len(batch), width), enc.pad_id, dtype=np.int64)
+        mask = np.zeros((len(batch), width), dtype=np.int64)
+        rows_of: dict[int, dict[int, int]] = {}
+        for r, (i, w, n) in enumerate(batch):
+            ids[r, : n + 2] = enc.window_ids(feats[i], plans[i], w)
+            mask[r, : n + 2] = 1
+            rows_of.setdefault(i, {})[w] = r
+        self.padded_tokens += ids.size
+        index, owners = [], []
+        for i, rows in rows_of.items():
+            plan = plans[i]
+            ws = np.fromiter(rows.keys(), dtype=np.int64)
+            rs = np.fromiter(rows.values(), dtype=np.int64)
+            word_ids = np.flatnonzero(np.isin(plan.word_window, ws))
+            if len(word_ids) == 0:
+                continue
+            order = np.argsort(ws)
+            row = rs[order][np.searchsorted(ws[order], plan.word_window[word_ids])]
+            index.append(row * width + plan.word_pos[word_ids])
+            owners.append((i, word_ids))
+        if not index:
+            return
+        dev = self.device
+        states = self.model.word_states(torch.from_numpy(ids).to(dev, non_blocking=True),
+                                        torch.from_numpy(mask).to(dev, non_blocking=True),
+                                        torch.from_numpy(np.concatenate(index)).to(dev, non_blocking=True))
+        probs = torch.softmax(self.model.ner_logits(states).float(), dim=-1).cpu().numpy()
+        states = states.float()
+        start = 0
+        for i, word_ids in owners:
+            k = len(word_ids)
+            ner_probs[i][word_ids] = probs[start:start + k]
+            lines = torch.from_numpy(feats[i]["word_line"][word_ids]).to(dev)
+            line_sums[i].index_add_(0, lines, states[start:start + k])
+            line_counts[i].index_add_(0, lines, torch.ones(k, device=dev))
+            start += k
+
+    def _sections(self, feats, line_sums, line_counts, max_lines: int = 65536) -> list[np.ndarray]:
+        """Section probabilities per page; pages with similar line counts share one GRU call."""
+        out: list[np.ndarray | None] = [None] * len(feats)
+        order = sorted(range(len(feats)), key=lambda i: feats[i]["n_lines"])
+        group: list[int] = []
+
+        def flush():
+            if not group:
+                return
+            vecs = torch.cat([line_sums[i] / line_counts[i].clamp(min=1).unsqueeze(-1) for i in group])
+            page = torch.cat([torch.full((feats[i]["n_lines"],), k, dtype=torch.long) for k, i in enumerate(group)])
+            pos = torch.cat([torch.arange(feats[i]["n_lines"]) for i in group])
+            logits = self.model.section_logits(vecs.to(self.dtype), page.to(self.device), pos.to(self.device))
+            probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
+            start = 0
+            for i in group:
+                n = feats[i]["n_lines"]
+                out[i] = probs[start:start + n]
+                start += n
+            group.clear()
+
+        for i in order:
+            if group and feats[i]["n_lines"] * (len(group) + 1) > max_lines:
+                flush()
+            group.append(i)
+        flush()
+        return out  # type: ignore[return-value]
+
+    def _decode(self, page: Page, feat: dict, ner_probs: np.ndarray, sec_probs: np.ndarray) -> dict:
+        text = page.text
+        sec_ids = sec_probs.argmax(-1)
+        sections = SECTION_TAGS.decode(page.lines, sec_ids)
+        tag_ids = ner_probs.argmax(-1)
+        tag_p = ner_probs[np.arange(len(tag_ids)), tag_ids]
+        first, last, types = bio_runs(self.ner_tags.type_of(tag_ids), self.ner_tags.is_begin(tag_ids),
+                                      feat["word_line"])
+        csum = np.concatenate([[0.0], np.cumsum(tag_p, dtype=np.float64)])
+        scores = (csum[last + 1] - csum[first]) / (last - first + 1)
+        spans = page.words
+        sec_starts = np.asarray([s.start for s in sections], dtype=np.int64)
+        ent_starts = spans[first, 0]
+        ent_ends = spans[last, 1]
+        sec_of = np.searchsorted(sec_starts, ent_starts, side="right") - 1
+        entities = [
+            {"label": self.ner_tags.types[t], "start": s, "end": e, "text": text[s:e],
+             "section": sections[k].label, "score": round(float(sc), 4)}
+            for t, s, e, k, sc in zip(types.tolist(), ent_starts.tolist(), ent_ends.tolist(),
+                                      sec_of.tolist(), scores.tolist())
+        ]
+        return {
+            "id": page.id,
+            "meta": page.meta,
+            "text": text,
+            "sections": [s.to_dict() for s in sections],
+            "entities": entities,
+            "body": "\n\n".join(text[s.start:s.end] for s in sections if s.label == "body"),
+        }
+
+
+def _budget_batches(items: list[tuple[int, int, int]], budget: int) -> Iterator[list[tuple[int, int, int]]]:
+    """Cut length-sorted windows into batches whose padded size stays within ``budget`` tokens."""
+    batch: list[tuple[int, int, int]] = []
+    width = 0
+    for it in items:
+        w = max(width, it[2] + 2)
+        if batch and w * (len(batch) + 1) > budget:
+            yield batch
+            batch, w = [], it[2] + 2
+        batch.append(it)
+        width = w
+    if batch:
+        yield batch
