@@ -9,6 +9,7 @@ whatever the number of windows.
 """
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 
 import numpy as np
@@ -56,7 +57,7 @@ class PageEncoder:
     evaluator and the Tagger."""
 
     def __init__(self, tokenizer, max_length: int = 512, stride: int = 128,
-                 max_subwords_per_word: int = 32, cache_size: int = 500_000):
+                 max_subwords_per_word: int = 32, cache_size: int = 500_000, lexical_buckets: int = 0):
         self.tokenizer = tokenizer
         self.body = max_length - 2
         if self.body < 8:
@@ -69,6 +70,14 @@ class PageEncoder:
         self.unk_id = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else self.pad_id
         self._cache: dict[str, list[int]] = {}
         self._cache_size = cache_size
+        self.lexical_buckets = lexical_buckets
+        self._lex_cache: dict[str, tuple[int, ...]] = {}
+
+    @classmethod
+    def from_config(cls, tokenizer, config, **kwargs) -> "PageEncoder":
+        """The encoder a joint model was trained with: same window, stride and lexical features."""
+        return cls(tokenizer, max_length=config.window_length, stride=config.stride,
+                   lexical_buckets=getattr(config, "lexical_buckets", 0), **kwargs)
 
     # -- subwords ---------------------------------------------------------------------------
     def subwords(self, word_strings: list[str]) -> list[list[int]]:
@@ -87,6 +96,20 @@ class PageEncoder:
                 cache[missing[i]] = (toks or [self.unk_id])[: self.max_subwords]
         return [cache[w] for w in word_strings]
 
+    def lexical_ids(self, word_strings: list[str]) -> np.ndarray:
+        """Hashed lexical features per word, ``(n_words, LEXICAL_FEATURES)``: see :func:`lexical_keys`."""
+        cache = self._lex_cache
+        if len(cache) > self._cache_size:
+            cache.clear()
+        out = np.empty((len(word_strings), LEXICAL_FEATURES), dtype=np.int64)
+        for i, w in enumerate(word_strings):
+            ids = cache.get(w)
+            if ids is None:
+                ids = cache[w] = tuple(zlib.crc32(k.encode("utf-8")) % self.lexical_buckets
+                                       for k in lexical_keys(normalize(w)))
+            out[i] = ids
+        return out
+
     def encode(self, page: Page, ner_tags: TagSet | None = None) -> dict:
         """Features of one page; with ``ner_tags`` also the labels (masked where not annotated)."""
         text = page.text
@@ -101,6 +124,8 @@ class PageEncoder:
             "word_line": page.word_line.astype(np.int64),
             "n_lines": len(page.lines),
         }
+        if self.lexical_buckets:
+            feat["lex_ids"] = self.lexical_ids([text[s:e] for s, e in spans.tolist()])
         if ner_tags is not None:
             feat["ner_labels"] = ner_labels(page, ner_tags)
             feat["section_labels"] = section_labels(page)
@@ -118,7 +143,7 @@ class PageEncoder:
         """A training/evaluation batch of whole pages: all their windows, and the indices that map
         words to window positions and lines to pages."""
         windows, word_index, word_line, line_page, line_pos = [], [], [], [], []
-        ner, sec = [], []
+        ner, sec, lex = [], [], []
         line_offset = 0
         plans = [self.plan(f) for f in feats]
         width = max(int((p.ends - p.starts).max()) + 2 for p in plans)
@@ -131,6 +156,8 @@ class PageEncoder:
             line_page.append(np.full(f["n_lines"], i, dtype=np.int64))
             line_pos.append(np.arange(f["n_lines"], dtype=np.int64))
             line_offset += f["n_lines"]
+            if "lex_ids" in f:
+                lex.append(f["lex_ids"])
             if "ner_labels" in f:
                 ner.append(f["ner_labels"])
                 sec.append(f["section_labels"])
@@ -147,12 +174,41 @@ class PageEncoder:
             "line_page": torch.from_numpy(np.concatenate(line_page)),
             "line_pos": torch.from_numpy(np.concatenate(line_pos)),
         }
+        if lex:
+            batch["lex_ids"] = torch.from_numpy(np.concatenate(lex))
         if ner:
             batch["ner_labels"] = torch.from_numpy(np.concatenate(ner))
             batch["section_labels"] = torch.from_numpy(np.concatenate(sec))
         return batch
 
     __call__ = collate
+
+
+_CLITICS = ("وبال", "وال", "بال", "فال", "كال", "لل", "ال", "و", "ف", "ب", "ل", "ك")
+LEXICAL_FEATURES = 10
+
+
+def _shape(word: str) -> str:
+    out = []
+    for ch in word:
+        c = "d" if ch.isdigit() else "a" if "\u0600" <= ch <= "\u06ff" else "L" if ch.isupper() else \
+            "l" if ch.isalpha() else "p"
+        if not out or out[-1] != c:
+            out.append(c)
+    return "".join(out)
+
+
+def lexical_keys(n: str) -> tuple[str, ...]:
+    """What a CRF would look at: the word, its stem without clitics, affixes and its shape.
+    Hashed into buckets and embedded, they give a small encoder a lexicon it cannot learn from
+    context alone in a few CPU minutes."""
+    stem = n
+    for c in _CLITICS:
+        if stem.startswith(c) and len(stem) - len(c) >= 2:
+            stem = stem[len(c):]
+            break
+    return (f"w:{n}", f"s:{stem}", f"p1:{n[:1]}", f"p2:{n[:2]}", f"p3:{n[:3]}", f"x1:{n[-1:]}",
+            f"x2:{n[-2:]}", f"x3:{n[-3:]}", f"h:{_shape(n)}", f"sx3:{stem[-3:]}|{stem[:2]}")
 
 
 def ner_labels(page: Page, tags: TagSet) -> np.ndarray:

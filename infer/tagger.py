@@ -43,7 +43,7 @@ class Tagger:
         self.dtype = resolve_dtype(dtype, self.device)
         self.model = model.to(self.device, self.dtype).eval()
         cfg = model.config
-        self.encoder = PageEncoder(tokenizer, max_length=cfg.window_length, stride=cfg.stride)
+        self.encoder = PageEncoder.from_config(tokenizer, cfg)
         self.ner_tags = entity_tagset(cfg.entity_types)
         self.entity_types = list(self.ner_tags.types)
         self.batch_tokens = max(int(batch_tokens), cfg.window_length)
@@ -119,7 +119,7 @@ class Tagger:
             mask[r, : n + 2] = 1
             rows_of.setdefault(i, {})[w] = r
         self.padded_tokens += ids.size
-        index, owners = [], []
+        index, owners, lex = [], [], []
         for i, rows in rows_of.items():
             plan = plans[i]
             ws = np.fromiter(rows.keys(), dtype=np.int64)
@@ -131,12 +131,16 @@ class Tagger:
             row = rs[order][np.searchsorted(ws[order], plan.word_window[word_ids])]
             index.append(row * width + plan.word_pos[word_ids])
             owners.append((i, word_ids))
+            if "lex_ids" in feats[i]:
+                lex.append(feats[i]["lex_ids"][word_ids])
         if not index:
             return
         dev = self.device
         states = self.model.word_states(torch.from_numpy(ids).to(dev, non_blocking=True),
                                         torch.from_numpy(mask).to(dev, non_blocking=True),
                                         torch.from_numpy(np.concatenate(index)).to(dev, non_blocking=True))
+        if lex:
+            states = self.model.add_lexical(states, torch.from_numpy(np.concatenate(lex)).to(dev))
         probs = torch.softmax(self.model.ner_logits(states).float(), dim=-1).cpu().numpy()
         states = states.float()
         start = 0

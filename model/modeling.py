@@ -27,7 +27,8 @@ class JointConfig(PreTrainedConfig):
 
     def __init__(self, encoder=None, section_labels=None, section_loss_weight: float = 1.0,
                  line_hidden_size: int = 128, line_layers: int = 1, classifier_dropout: float = 0.1,
-                 window_length: int = 512, stride: int = 128, **kwargs):
+                 window_length: int = 512, stride: int = 128, lexical_buckets: int = 0,
+                 lexical_dim: int = 64, **kwargs):
         if isinstance(encoder, PreTrainedConfig):
             encoder = encoder.to_dict()
         self.encoder = encoder
@@ -38,6 +39,8 @@ class JointConfig(PreTrainedConfig):
         self.classifier_dropout = classifier_dropout
         self.window_length = window_length
         self.stride = stride
+        self.lexical_buckets = lexical_buckets
+        self.lexical_dim = lexical_dim
         super().__init__(**kwargs)
 
     @property
@@ -79,6 +82,10 @@ class JointModel(PreTrainedModel):
         hidden = enc_cfg.hidden_size
         self.dropout = nn.Dropout(config.classifier_dropout)
         self.ner_head = nn.Linear(hidden, config.num_labels)
+        if config.lexical_buckets:
+            # Hashed lexical features (data.features.lexical_keys), summed and added to word states.
+            self.lexical = nn.EmbeddingBag(config.lexical_buckets, config.lexical_dim, mode="sum")
+            self.lexical_proj = nn.Linear(config.lexical_dim, hidden)
         self.line_rnn = nn.GRU(hidden, config.line_hidden_size, num_layers=config.line_layers,
                                batch_first=True, bidirectional=True)
         self.section_head = nn.Linear(2 * config.line_hidden_size, len(config.section_labels))
@@ -103,6 +110,12 @@ class JointModel(PreTrainedModel):
         hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         return hidden.reshape(-1, hidden.shape[-1]).index_select(0, word_index)
 
+    def add_lexical(self, words: torch.Tensor, lex_ids: torch.Tensor | None) -> torch.Tensor:
+        """Word states plus the projected lexical embedding (when the model has one)."""
+        if lex_ids is None or not self.config.lexical_buckets:
+            return words
+        return words + self.lexical_proj(self.lexical(lex_ids)).to(words.dtype)
+
     def ner_logits(self, words: torch.Tensor) -> torch.Tensor:
         return self.ner_head(self.dropout(words))
 
@@ -126,8 +139,8 @@ class JointModel(PreTrainedModel):
         return self.section_head(self.dropout(out[line_page, line_pos]))
 
     def forward(self, input_ids, attention_mask, word_index, word_line, line_page, line_pos,
-                ner_labels=None, section_labels=None, **kwargs) -> JointOutput:
-        words = self.word_states(input_ids, attention_mask, word_index)
+                lex_ids=None, ner_labels=None, section_labels=None, **kwargs) -> JointOutput:
+        words = self.add_lexical(self.word_states(input_ids, attention_mask, word_index), lex_ids)
         ner = self.ner_logits(words)
         sums, counts = self.line_sums(words, word_line, len(line_page))
         sec = self.section_logits(sums / counts.clamp(min=1).unsqueeze(-1), line_page, line_pos)
