@@ -1,0 +1,236 @@
+"""``python -m train CONFIG.yaml [key=value ...]``: train the joint section + NER model.
+
+Flow: config -> training/dev pages -> tokenizer -> model -> encoded pages -> HF Trainer (dev scored
+each epoch by the Tagger, best epoch kept) -> the model folder. The folder holds the model
+(``save_pretrained``), the tokenizer, ``config.yaml`` (resolved), ``metrics.json``, ``report.md`` and
+the model card; Trainer checkpoints sit inside it and a rerun continues from the last one.
+Runs unchanged under ``torchrun --nproc_per_node N -m train ...``: ranks split the training pages,
+and only rank 0 writes.
+
+Overrides use dotted keys: ``output_dir=runs/x model.hidden_size=128 training.num_train_epochs=2
+data.train.0.weight=2``. ``python -m train --help`` lists every option.
+"""
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import importlib.util
+import os
+import platform
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+import yaml
+from transformers import AutoTokenizer, BertConfig, TrainingArguments, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+
+from data.features import PageEncoder
+from data.labels import entity_tagset
+from model import JointConfig, JointModel, train_wordpiece
+from train.config import ConfigError, RunConfig, check_paths, help_text, load_config, to_dict
+from train.data import DataError, PageDataset, dev_pages, entity_types, training_pages, vocabulary_texts
+from train.report import write_json, write_model_card, write_report, write_text
+from train.trainer import JointTrainer, dev_scores, precision_flags
+
+USAGE = "usage: python -m train CONFIG.yaml [key=value ...]"
+
+
+def parse(argv: list[str]) -> RunConfig:
+    if not argv:
+        raise ConfigError(f"no config file given\n{USAGE}")
+    cfg = load_config(RunConfig, argv[0], argv[1:])
+    check_paths(cfg)
+    known = {f.name for f in dataclasses.fields(TrainingArguments)}
+    for k in cfg.training.args:
+        if k not in known:
+            raise ConfigError(f"unknown key 'training.args.{k}': not a transformers TrainingArguments field")
+    return cfg
+
+
+def training_arguments(cfg: RunConfig) -> TrainingArguments:
+    t = cfg.training
+    report_to = t.report_to
+    if report_to == "auto":
+        report_to = "tensorboard" if importlib.util.find_spec("tensorboard") else "none"
+    kwargs = dict(
+        output_dir=cfg.output_dir, num_train_epochs=t.num_train_epochs, max_steps=t.max_steps,
+        learning_rate=t.learning_rate, weight_decay=t.weight_decay, warmup_steps=t.warmup_steps,
+        lr_scheduler_type=t.lr_scheduler_type, per_device_train_batch_size=t.per_device_train_batch_size,
+        gradient_accumulation_steps=t.gradient_accumulation_steps, seed=t.seed,
+        eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True,
+        metric_for_best_model=t.metric_for_best_model, greater_is_better=True, save_total_limit=t.save_total_limit,
+        logging_steps=t.logging_steps, logging_first_step=True, report_to=report_to,
+        dataloader_num_workers=t.dataloader_num_workers, dataloader_pin_memory=torch.cuda.is_available(),
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
+        remove_unused_columns=False,  # the collator builds the model's inputs from whole pages
+        include_num_input_tokens_seen="non_padding", disable_tqdm=False,
+        **precision_flags(t.precision),
+    )
+    kwargs.update(t.args)
+    try:
+        return TrainingArguments(**kwargs)
+    except (ValueError, TypeError) as err:
+        raise ConfigError(f"training: {err}") from None
+
+
+def make_tokenizer(cfg: RunConfig, args: TrainingArguments, pages, checkpoint: str | None):
+    """The checkpoint's tokenizer when resuming; a named one; or a new WordPiece, trained once on
+    rank 0 and read by the other ranks, so every rank has the same vocabulary."""
+    if checkpoint:
+        return AutoTokenizer.from_pretrained(checkpoint)
+    name = cfg.tokenizer.name_or_path or cfg.model.encoder
+    if name:
+        return AutoTokenizer.from_pretrained(name)
+    shared = Path(cfg.output_dir) / ".tokenizer"
+    with args.main_process_first(desc="WordPiece vocabulary"):
+        if args.process_index == 0:
+            t0 = time.time()
+            tok = train_wordpiece(vocabulary_texts(pages, cfg.tokenizer.extra_text, cfg.tokenizer.max_texts),
+                                  vocab_size=cfg.tokenizer.vocab_size, min_frequency=cfg.tokenizer.min_frequency,
+                                  model_max_length=cfg.model.window_length)
+            print(f"WordPiece vocabulary: {len(tok)} pieces in {time.time() - t0:.1f}s", file=sys.stderr)
+            if args.world_size > 1:
+                tok.save_pretrained(shared)
+        else:
+            tok = AutoTokenizer.from_pretrained(shared)
+    return tok
+
+
+def make_model(cfg: RunConfig, tokenizer, types: list[str]) -> JointModel:
+    m = cfg.model
+    tags = entity_tagset(types).tags
+    head = dict(section_loss_weight=m.section_loss_weight, line_hidden_size=m.line_hidden_size,
+                line_layers=m.line_layers, classifier_dropout=m.classifier_dropout,
+                window_length=m.window_length, stride=m.stride)
+    if m.lexical_buckets:
+        head["lexical_buckets"] = m.lexical_buckets
+    if m.encoder:
+        model = JointModel.from_encoder(m.encoder, tags, **head)
+        limit = model.config.encoder_config.max_position_embeddings
+        if m.window_length > limit:
+            raise ConfigError(f"model.window_length: {m.window_length} is over the encoder's {limit} positions")
+        if len(tokenizer) > model.config.encoder_config.vocab_size:
+            raise ConfigError(f"tokenizer: {len(tokenizer)} pieces but the encoder has "
+                              f"{model.config.encoder_config.vocab_size} embeddings")
+        return model
+    enc = BertConfig(vocab_size=len(tokenizer), hidden_size=m.hidden_size, num_hidden_layers=m.num_hidden_layers,
+                     num_attention_heads=m.num_attention_heads, intermediate_size=m.intermediate_size,
+                     hidden_dropout_prob=m.dropout, attention_probs_dropout_prob=m.dropout,
+                     max_position_embeddings=m.window_length, pad_token_id=tokenizer.pad_token_id)
+    config = JointConfig(encoder=enc, id2label=dict(enumerate(tags)), label2id={t: i for i, t in enumerate(tags)},
+                         **head)
+    return JointModel(config)
+
+
+def describe_sources(cfg: RunConfig, n_train: int, n_dev: int) -> str:
+    def line(s):
+        what = ", ".join(f"`{p}`" for p in s.paths + s.news)
+        extra = f", {s.templates} templates" if s.kind == "builder" else ""
+        return f"- {s.kind}: {what} (part {s.part}, weight {s.weight}, count {s.count}{extra})"
+    return "\n".join([f"Training pages per epoch: {n_train}."] + [line(s) for s in cfg.data.train]
+                     + ["", f"Dev pages: {n_dev}."] + [line(s) for s in cfg.data.dev])
+
+
+def publish(tmp: Path, out: Path) -> None:
+    """Move the finished files into ``out``. ``config.json`` goes last and the old one goes first,
+    so a folder that a killed run leaves behind never looks like a complete model."""
+    (out / "config.json").unlink(missing_ok=True)
+    names = sorted(os.listdir(tmp), key=lambda n: n == "config.json")
+    for name in names:
+        dst = out / name
+        if dst.is_dir() and not dst.is_symlink():
+            shutil.rmtree(dst)
+        os.replace(tmp / name, dst)
+    tmp.rmdir()
+
+
+def write_output(trainer: JointTrainer, cfg: RunConfig, tokenizer, dev, scores: dict, summary: dict,
+                 describe: str) -> None:
+    out = Path(cfg.output_dir)
+    tmp = Path(tempfile.mkdtemp(dir=out, prefix=".final-"))
+    try:
+        trainer.model.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        resolved = to_dict(cfg)
+        resolved["model"]["entity_types"] = list(trainer.model.config.entity_types)
+        write_text(tmp / "config.yaml", yaml.safe_dump(resolved, allow_unicode=True, sort_keys=False))
+        block = {"source": ", ".join(p for s in cfg.data.dev for p in s.paths + s.news), "n_pages": len(dev),
+                 "unit": "word"}
+        block.update({k: scores[k] for k in ("entities", "sections") if scores.get(k)})
+        metrics = {"model": str(out), "entity_types": list(trainer.model.config.entity_types),
+                   "measured": {"date": dt.date.today().isoformat(),
+                                "machine": f"{platform.node()}, {platform.machine()}, {os.cpu_count()} CPUs, "
+                                           f"{trainer.args.device}, {trainer.args.world_size} process(es)"},
+                   "train": summary, "dev": scores["flat"], "blocks": {"dev": block}}
+        write_json(tmp / "log_history.json", trainer.state.log_history)
+        write_report(tmp, metrics, title=f"Training: {out.name}", log_history=trainer.state.log_history)
+        write_json(tmp / "metrics.json", metrics)
+        write_model_card(tmp, metrics, describe)
+        publish(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv and argv[0] in ("-h", "--help"):
+        print(__doc__ + "\nOptions (YAML keys, or dotted key=value overrides):\n" + "\n".join(help_text(RunConfig)))
+        return 0
+    try:
+        cfg = parse(argv)
+        args = training_arguments(cfg)
+        set_seed(cfg.training.seed)
+        train_pages = training_pages(cfg.data, cfg.training.seed)
+        dev = dev_pages(cfg.data, cfg.training.seed)
+        if not dev:
+            raise ConfigError("data.dev: no dev source given (the best epoch is chosen on dev)")
+    except (ConfigError, DataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    out = Path(cfg.output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint = get_last_checkpoint(str(out))
+    if checkpoint:
+        print(f"resuming from {checkpoint}", file=sys.stderr)
+    types = cfg.model.entity_types or entity_types(train_pages)
+    try:
+        tokenizer = make_tokenizer(cfg, args, train_pages, checkpoint)
+        model = make_model(cfg, tokenizer, types)
+        encoder = PageEncoder.from_config(tokenizer, model.config)
+        train_set = PageDataset(train_pages, encoder, entity_tagset(types))
+    except (ConfigError, DataError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    n_params = sum(p.numel() for p in model.parameters())
+    print(f"{len(train_set)} training pages ({train_set.n_tokens} subwords), {len(dev)} dev pages; "
+          f"entity types {types}; {n_params / 1e6:.2f}M parameters", file=sys.stderr)
+
+    trainer = JointTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=dev,
+                           data_collator=encoder.collate, processing_class=tokenizer,
+                           eval_batch_tokens=cfg.training.eval_batch_tokens)
+    result = trainer.train(resume_from_checkpoint=checkpoint)
+    runtime = result.metrics.get("train_runtime", 0.0)
+    tokens = trainer.state.num_input_tokens_seen
+    summary = {**result.metrics, "global_step": trainer.state.global_step,
+               "best_checkpoint": trainer.state.best_model_checkpoint, "best_metric": trainer.state.best_metric,
+               "input_tokens_seen": tokens, "train_tokens_per_second": round(tokens / runtime, 1) if runtime else None}
+    trainer.evaluate()  # the kept (best) model, scored by the same code as every epoch
+    scores = trainer.last_eval
+    if trainer.is_world_process_zero():
+        write_output(trainer, cfg, tokenizer, dev, scores, summary,
+                     describe_sources(cfg, len(train_set), len(dev)))
+        flat = scores["flat"]
+        print(f"done in {runtime:.0f}s ({summary['train_tokens_per_second']} tokens/s); dev: "
+              + ", ".join(f"{k} {v:.3f}" for k, v in flat.items() if not k.startswith("entity_") or "micro" in k)
+              + f"\nwrote {out}", file=sys.stderr)
+    trainer.accelerator.wait_for_everyone()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,310 @@
+"""Run configuration: typed dataclasses read from YAML, with dotted ``key=value`` overrides.
+
+Every option is a typed field with help text (``python -m train --help`` lists them). Reading is
+strict: an unknown key, a value of the wrong type or a data path that does not exist raises
+:class:`ConfigError` with a message that names the key, before any work starts.
+"""
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, Union
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """A bad configuration; the message names the key (``data.train[0].paths``)."""
+
+
+# ------------------------------------------------------------------------------------------------
+# The options
+
+
+@dataclass
+class SourceConfig:
+    """One source of pages. ``pages``: page JSONL files; ``conll``: CoNLL files read as NER-only pages
+    (one sentence per line); ``builder``: pages made on the fly by the page builder (``data.pages``)
+    around CoNLL documents and/or SaudiNewsNet articles."""
+
+    kind: Literal["pages", "conll", "builder"] = field(metadata={"help": "pages | conll | builder"})
+    paths: list[str] = field(default_factory=list, metadata={
+        "help": "pages: JSONL files; conll: CoNLL files; builder: CoNLL files used as labelled bodies"})
+    news: list[str] = field(default_factory=list, metadata={
+        "help": "builder: SaudiNewsNet zips/JSON/folders for bodies, teasers and related titles "
+                "(the reserved evaluation days are always excluded)"})
+    weight: float = field(default=1.0, metadata={
+        "help": "copies of this source per epoch: 2 = every page twice, 0.5 = a random half"})
+    count: int | None = field(default=None, metadata={
+        "help": "pages to take (pages/conll: the first N; builder: pages to build, default 1000)"})
+    part: Literal["all", "train", "dev"] = field(default="all", metadata={
+        "help": "all, or the train/dev part: CoNLL documents in the last dev_fraction of a file are dev "
+                "(the ANERcorp dev rule), news articles split by a hash of their URL"})
+    dev_fraction: float = field(default=0.1, metadata={"help": "share of each CoNLL file used as dev"})
+    sentences_per_doc: int = field(default=8, metadata={"help": "CoNLL sentences per document"})
+    templates: Literal["train", "held_out"] = field(default="train", metadata={
+        "help": "builder: template and wording half (held_out is never trained on)"})
+    conll_fraction: float = field(default=0.5, metadata={
+        "help": "builder: share of pages whose body is a CoNLL document when news is also given"})
+    max_news: int | None = field(default=20000, metadata={"help": "builder: articles read from news, at most"})
+    seed: int = field(default=13, metadata={"help": "builder: random seed of the pages"})
+
+
+@dataclass
+class DataConfig:
+    train: list[SourceConfig] = field(default_factory=list, metadata={"help": "training sources, mixed"})
+    dev: list[SourceConfig] = field(default_factory=list, metadata={
+        "help": "dev sources (evaluated each epoch with the Tagger; their weight is ignored)"})
+    max_dev_pages: int | None = field(default=None, metadata={"help": "cap on dev pages (a random subset)"})
+
+
+@dataclass
+class TokenizerConfig:
+    name_or_path: str | None = field(default=None, metadata={
+        "help": "hub name or folder of a tokenizer; default: the encoder's own, or a new WordPiece from scratch"})
+    vocab_size: int = field(default=8000, metadata={"help": "WordPiece vocabulary size (from scratch)"})
+    min_frequency: int = field(default=2, metadata={"help": "WordPiece minimum pair frequency (from scratch)"})
+    extra_text: list[str] = field(default_factory=list, metadata={
+        "help": "more text for the vocabulary: news zips/JSON/folders, .txt files, page JSONL"})
+    max_texts: int = field(default=50000, metadata={"help": "texts used to train the vocabulary, at most"})
+
+
+@dataclass
+class ModelConfig:
+    encoder: str | None = field(default=None, metadata={
+        "help": "pretrained encoder: hub name (aubmindlab/bert-base-arabertv02) or folder (train.pretrain "
+                "output); default: a BERT built from scratch with the sizes below"})
+    hidden_size: int = field(default=256, metadata={"help": "from scratch: hidden size"})
+    num_hidden_layers: int = field(default=4, metadata={"help": "from scratch: layers"})
+    num_attention_heads: int = field(default=4, metadata={"help": "from scratch: attention heads"})
+    intermediate_size: int = field(default=1024, metadata={"help": "from scratch: feed-forward size"})
+    dropout: float = field(default=0.1, metadata={"help": "from scratch: encoder dropout"})
+    window_length: int = field(default=256, metadata={"help": "subword window incl. [CLS]/[SEP]"})
+    stride: int = field(default=64, metadata={"help": "subwords shared by neighbouring windows"})
+    line_hidden_size: int = field(default=128, metadata={"help": "section BiGRU size"})
+    line_layers: int = field(default=1, metadata={"help": "section BiGRU layers"})
+    section_loss_weight: float = field(default=1.0, metadata={"help": "loss = ner + weight * section"})
+    classifier_dropout: float = field(default=0.1, metadata={"help": "dropout before both heads"})
+    lexical_buckets: int = field(default=0, metadata={"help": "hashed lexical word features (0: none)"})
+    entity_types: list[str] | None = field(default=None, metadata={
+        "help": "NER types; default: the types found in the training data"})
+
+
+@dataclass
+class TrainingConfig:
+    num_train_epochs: float = field(default=3.0, metadata={"help": "epochs"})
+    max_steps: int = field(default=-1, metadata={"help": "stop after this many steps (overrides epochs)"})
+    learning_rate: float = field(default=5e-4, metadata={"help": "peak learning rate"})
+    weight_decay: float = field(default=0.01, metadata={"help": "AdamW weight decay"})
+    warmup_steps: float = field(default=0.1, metadata={"help": "warmup: steps, or a ratio of all steps if < 1"})
+    lr_scheduler_type: str = field(default="linear", metadata={"help": "transformers scheduler name"})
+    per_device_train_batch_size: int = field(default=8, metadata={"help": "pages per device and step"})
+    gradient_accumulation_steps: int = field(default=1, metadata={"help": "steps accumulated per update"})
+    eval_batch_tokens: int = field(default=16384, metadata={"help": "Tagger token budget for dev evaluation"})
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = field(default="auto", metadata={
+        "help": "auto: bf16 on a GPU that has it, else fp16 on GPU, fp32 on CPU"})
+    metric_for_best_model: str = field(default="eval_combined_f1", metadata={
+        "help": "dev metric that picks the best epoch: eval_entity_micro_f1, eval_section_macro_f1, "
+                "eval_section_accuracy, eval_combined_f1 (mean of entity micro-F1 and section macro-F1), ..."})
+    save_total_limit: int | None = field(default=2, metadata={"help": "checkpoints kept (best and last)"})
+    logging_steps: int = field(default=10, metadata={"help": "log every N steps"})
+    seed: int = field(default=42, metadata={"help": "random seed"})
+    dataloader_num_workers: int = field(default=0, metadata={"help": "data loader workers"})
+    report_to: str = field(default="auto", metadata={"help": "auto (tensorboard when installed), none, or a list"})
+    group_by_length: bool = field(default=True, metadata={"help": "batch pages of similar token counts"})
+    args: dict[str, Any] = field(default_factory=dict, metadata={
+        "help": "any other transformers TrainingArguments field, passed through"})
+
+
+@dataclass
+class RunConfig:
+    output_dir: str = field(metadata={"help": "model folder; checkpoints go inside, and a run resumes from them"})
+    model: ModelConfig = field(default_factory=ModelConfig)
+    tokenizer: TokenizerConfig = field(default_factory=TokenizerConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+    training: TrainingConfig = field(default_factory=TrainingConfig)
+
+
+# ------------------------------------------------------------------------------------------------
+# Reading
+
+
+def load_config(cls: type, path: str | Path | None, overrides: list[str] = ()) -> Any:
+    """``cls`` from a YAML file plus ``key.sub=value`` overrides (values parsed as YAML)."""
+    raw: dict = {}
+    if path is not None:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file {str(path)!r} does not exist")
+        try:
+            raw = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as err:
+            raise ConfigError(f"config file {str(path)!r} is not valid YAML: {err}") from None
+        if not isinstance(raw, dict):
+            raise ConfigError(f"config file {str(path)!r} must hold a mapping of keys")
+    for item in overrides:
+        key, eq, value = item.partition("=")
+        if not eq or not key:
+            raise ConfigError(f"override {item!r} is not key=value")
+        try:
+            parsed = yaml.safe_load(value) if value else ""
+        except yaml.YAMLError:
+            parsed = value
+        _set_dotted(raw, key.strip(), parsed)
+    return build(cls, raw)
+
+
+def _set_dotted(raw: dict, key: str, value: Any) -> None:
+    node: Any = raw
+    parts = key.split(".")
+    for i, part in enumerate(parts):
+        last = i == len(parts) - 1
+        if isinstance(node, list):
+            if not part.isdigit() or int(part) >= len(node):
+                raise ConfigError(f"override {key!r}: {part!r} is not an index of the list {'.'.join(parts[:i])!r}")
+            idx = int(part)
+            if last:
+                node[idx] = value
+            else:
+                node = node[idx]
+            continue
+        if last:
+            node[part] = value
+        else:
+            if not isinstance(node.get(part), (dict, list)):
+                node[part] = {}
+            node = node[part]
+
+
+def build(cls: type, raw: Any, key: str = "") -> Any:
+    """A dataclass from a mapping, checking every key and type."""
+    where = key or "the config"
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where} must be a mapping, got {type(raw).__name__} {raw!r}")
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls)}
+    kwargs = {}
+    for k, v in raw.items():
+        name = f"{key}.{k}" if key else str(k)
+        if k not in fields:
+            raise ConfigError(f"unknown key {name!r}; known keys here: {', '.join(fields)}")
+        kwargs[k] = coerce(hints[k], v, name)
+    missing = [n for n, f in fields.items() if n not in kwargs and f.default is dataclasses.MISSING
+               and f.default_factory is dataclasses.MISSING]
+    if missing:
+        raise ConfigError(f"missing key {(key + '.' if key else '') + missing[0]!r}")
+    return cls(**kwargs)
+
+
+def coerce(tp: Any, value: Any, key: str) -> Any:
+    """``value`` as type ``tp`` (numbers written as strings such as ``5e-4`` are accepted)."""
+    origin = typing.get_origin(tp)
+    if dataclasses.is_dataclass(tp):
+        return build(tp, value, key)
+    if origin in (Union, types.UnionType):
+        args = typing.get_args(tp)
+        if value is None and type(None) in args:
+            return None
+        errors = []
+        for a in args:
+            if a is type(None):
+                continue
+            try:
+                return coerce(a, value, key)
+            except ConfigError as err:
+                errors.append(str(err))
+        raise ConfigError(errors[0] if len(errors) == 1 else f"{key}: {value!r} fits none of {tp}")
+    if origin is Literal:
+        if value not in typing.get_args(tp):
+            raise ConfigError(f"{key}: {value!r} is not one of {list(typing.get_args(tp))}")
+        return value
+    if origin is list:
+        (item,) = typing.get_args(tp)
+        if isinstance(value, (str, int, float)) and not isinstance(value, bool) and item is str:
+            value = [value]  # a single path where a list is expected
+        if not isinstance(value, list):
+            raise ConfigError(f"{key}: expected a list, got {type(value).__name__} {value!r}")
+        return [coerce(item, v, f"{key}[{i}]") for i, v in enumerate(value)]
+    if origin is dict or tp is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{key}: expected a mapping, got {type(value).__name__} {value!r}")
+        return dict(value)
+    if tp is Any:
+        return value
+    if tp is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{key}: expected true or false, got {value!r}")
+        return value
+    if tp in (int, float):
+        if isinstance(value, str):
+            try:
+                value = float(value) if tp is float else int(value)
+            except ValueError:
+                pass
+        ok = isinstance(value, int) if tp is int else isinstance(value, (int, float))
+        if not ok or isinstance(value, bool):
+            raise ConfigError(f"{key}: expected {'an integer' if tp is int else 'a number'}, got {value!r}")
+        return tp(value)
+    if tp is str:
+        if not isinstance(value, (str, int, float)) or isinstance(value, bool):
+            raise ConfigError(f"{key}: expected a string, got {type(value).__name__} {value!r}")
+        return str(value)
+    raise ConfigError(f"{key}: unsupported option type {tp}")
+
+
+# ------------------------------------------------------------------------------------------------
+# Checks that need the file system
+
+
+def looks_local(name: str) -> bool:
+    """A model reference that must be a local folder (not a hub ``owner/name``)."""
+    p = Path(name)
+    return p.exists() or name.startswith((".", "/", "~")) or len(p.parts) > 2
+
+
+def check_paths(cfg: RunConfig) -> None:
+    """Every data path must exist; a local encoder or tokenizer folder too."""
+    for split in ("train", "dev"):
+        for i, src in enumerate(getattr(cfg.data, split)):
+            for what in ("paths", "news"):
+                for j, p in enumerate(getattr(src, what)):
+                    if not Path(p).exists():
+                        raise ConfigError(f"data.{split}[{i}].{what}[{j}]: path {p!r} does not exist")
+            if not src.paths and not src.news:
+                raise ConfigError(f"data.{split}[{i}]: give paths (or news, for a builder source)")
+            if src.kind != "builder" and src.news:
+                raise ConfigError(f"data.{split}[{i}].news: only a builder source takes news")
+    for j, p in enumerate(cfg.tokenizer.extra_text):
+        if not Path(p).exists():
+            raise ConfigError(f"tokenizer.extra_text[{j}]: path {p!r} does not exist")
+    for key, name in (("model.encoder", cfg.model.encoder), ("tokenizer.name_or_path", cfg.tokenizer.name_or_path)):
+        if name and looks_local(name) and not Path(name).expanduser().is_dir():
+            raise ConfigError(f"{key}: folder {name!r} does not exist")
+    if not cfg.data.train:
+        raise ConfigError("data.train: no training source given")
+
+
+def to_dict(cfg: Any) -> dict:
+    return dataclasses.asdict(cfg)
+
+
+def help_text(cls: type, prefix: str = "") -> list[str]:
+    """One line per option: dotted key, type, default, help."""
+    out = []
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        key = f"{prefix}{f.name}"
+        tp = hints[f.name]
+        if dataclasses.is_dataclass(tp):
+            out += help_text(tp, key + ".")
+            continue
+        default = f.default if f.default is not dataclasses.MISSING else (
+            f.default_factory() if f.default_factory is not dataclasses.MISSING else "(required)")
+        tname = getattr(tp, "__name__", str(tp)).replace("typing.", "")
+        out.append(f"  {key}: {tname} = {default!r}\n      {f.metadata.get('help', '')}")
+        if typing.get_origin(tp) is list and dataclasses.is_dataclass(typing.get_args(tp)[0]):
+            out += help_text(typing.get_args(tp)[0], f"{key}[i].")
+    return out
