@@ -146,3 +146,23 @@ def test_evaluate_cli_clear_errors(tmp_path, capsys):
                           "--out", str(tmp_path / "o")], tagger=EchoTagger()) == 2
     assert "file not found" in capsys.readouterr().err
     assert not (tmp_path / "o").exists()
+
+
+def test_crf_baseline_writes_metrics_for_side_by_side(tmp_path):
+    pytest.importorskip("sklearn_crfsuite")
+    from train import baselines
+
+    sent = "زار O\nمحمد B-PERS\nعلي I-PERS\nالقاهرة B-LOC\n.  O\n\nقال O\nعمر B-PERS\nفي O\nبغداد B-LOC\n. O\n\n"
+    data = tmp_path / "tiny.txt"
+    data.write_text(sent * 10, encoding="utf-8")
+    out = tmp_path / "crf"
+    assert baselines.main(["crf", "--train", str(data), "--test", str(data), "--dev-fraction", "0.1",
+                           "--max-iterations", "20", "--out", str(out)]) == 0
+    m = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+    blocks = m["systems"]["CRF (sklearn-crfsuite)"]
+    assert blocks["dev (last 10% of train)"]["n_sentences"] == 2 and m["settings"]["train_sentences"] == 18
+    assert blocks["tiny"]["entities"]["micro"]["f1"] == 1.0  # memorises its own training sentences
+    assert (out / "report.md").is_file()
+    # train.evaluate shows it next to the model's own blocks
+    assert "| CRF (sklearn-crfsuite) | tiny | 100.0 |" in (write_report(tmp_path / "r", {
+        "blocks": {}, "baselines": m["systems"]}) and (tmp_path / "r" / "report.md").read_text(encoding="utf-8"))

@@ -51,6 +51,8 @@ def entity_metrics(gold: Sequence[Page] | Sequence[Sequence[str]], pred: Sequenc
 def entity_metrics_from_tags(y_true: list[list[str]], y_pred: list[list[str]],
                              tagset_types: Sequence[str] | None = None, n_pages: int | None = None) -> dict:
     """seqeval's report on tag sequences, with counts (predicted, correct) per type added."""
+    y_true = [[str(t) for t in s] for s in y_true]  # seqeval needs lists of str, not numpy arrays
+    y_pred = [[str(t) for t in s] for s in y_pred]
     for i, (t, p) in enumerate(zip(y_true, y_pred)):
         if len(t) != len(p):
             raise ValueError(f"sequence {i}: {len(t)} gold tags but {len(p)} predicted")

@@ -255,7 +255,8 @@ def write_report(out_dir: str | Path, metrics: dict, title: str = "Evaluation re
     for name, b in blocks.items():
         md += [f"## {name}", ""]
         if b.get("source"):
-            md += [f"Source: `{b['source']}`; pages scored: {b.get('n_pages', '?')}.", ""]
+            count = f"; pages scored: {b['n_pages']}" if "n_pages" in b else ""
+            md += [f"Source: `{b['source']}`{count}.", ""]
         if b.get("entities"):
             e = b["entities"]
             md += [f"### Entities (pages or documents: {e['n_pages']}; {b.get('unit', 'word')}s scored: {e['n_units']})",
