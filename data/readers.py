@@ -215,8 +215,9 @@ def read_news(paths: str | Path | Iterable[str | Path], exclude_days: Iterable[s
     .json files or folders of them, in sorted file order.
 
     By default the reserved evaluation days are excluded; ``only_days=RESERVED_DAYS`` (and
-    ``exclude_days=None``) selects them for evaluation. A file whose name is a day is skipped without
-    being opened when its day is excluded; otherwise each article's ``date_extracted`` decides."""
+    ``exclude_days=None``) selects them for evaluation. Each article's ``date_extracted`` decides; in
+    addition, a file whose name is an excluded day is skipped unopened (conservative: nothing in it is
+    used), while ``only_days`` opens every file so that no selected article is missed."""
     if isinstance(paths, (str, Path)):
         paths = [paths]
     excl = set(exclude_days or ())
@@ -224,7 +225,7 @@ def read_news(paths: str | Path | Iterable[str | Path], exclude_days: Iterable[s
     for p in paths:
         for f in _news_files(Path(p)):
             day = _day_of_file(f)
-            if day is not None and (day in excl or (only is not None and day not in only)):
+            if day is not None and day in excl:
                 continue
             for a in _load_news_file(f):
                 if not isinstance(a, dict):

@@ -143,9 +143,9 @@ def make_article(k: int, rng: random.Random) -> Article:
                    annotate="all", meta={"topic": topic})
 
 
-def main() -> None:
+def main(out: Path = ROOT / "data" / "sample", examples: Path = ROOT / "examples") -> None:
     rng = random.Random(2024)
-    out = ROOT / "data" / "sample"
+    out.mkdir(parents=True, exist_ok=True)
     plan = {"train": (40, 20, "train"), "dev": (10, 8, "train"), "test": (10, 8, "held_out")}
     k = 0
     for split, (n_pages, n_furniture, which) in plan.items():
@@ -154,8 +154,7 @@ def main() -> None:
         pages = build_pages(arts[:n_pages], arts, rng, which=which, id_prefix=f"sample-{split}-")
         n = write_jsonl(out / f"{split}.jsonl", pages)
         print(f"{split}: {n} pages", file=sys.stderr)
-    examples = ROOT / "examples"
-    examples.mkdir(exist_ok=True)
+    examples.mkdir(parents=True, exist_ok=True)
     arts = [make_article(k + i, rng) for i in range(12)]
     for name, tmpl in (("news-page-1.txt", "classic"), ("news-page-2.txt", "seedlike")):
         t = next(x for x in templates("train") if x.name == tmpl)

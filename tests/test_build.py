@@ -1,0 +1,134 @@
+"""The page builder: valid pages, deterministic for a seed, held-out furniture only in test, entity
+gold only where the material is labelled."""
+from __future__ import annotations
+
+import importlib.util
+import json
+import random
+import zipfile
+
+import pytest
+
+from conftest import ROOT, shared_path
+from data.build import main, parse_args
+from data.pages import build_pages
+from data.schema import Page, load_pages
+from data.templates import TEMPLATES, WORDINGS
+
+
+def _sample_module():
+    spec = importlib.util.spec_from_file_location("make_sample", ROOT / "data" / "sample" / "make_sample.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def _articles(n: int, seed: int = 0):
+    mod, rng = _sample_module(), random.Random(seed)
+    return [mod.make_article(k, rng) for k in range(n)]
+
+
+def test_build_pages_is_deterministic_and_valid():
+    arts = _articles(30)
+    a = build_pages(arts[:20], arts, random.Random(5))
+    b = build_pages(arts[:20], arts, random.Random(5))
+    assert [p.to_dict() for p in a] == [p.to_dict() for p in b]
+    assert [p.to_dict() for p in a] != [p.to_dict() for p in build_pages(arts[:20], arts, random.Random(6))]
+    for p in a:
+        Page.from_dict(p.to_dict())
+        assert p.sections and p.entities is not None
+        body = [s for s in p.sections if s.label == "body"]
+        assert body and any(s.label != "body" for s in p.sections)
+
+
+def test_wordings_and_templates_are_held_out():
+    for kind, (train, held) in WORDINGS.items():
+        assert held and not set(train) & set(held), kind
+    assert not {t.name for t in TEMPLATES[0]} & {t.name for t in TEMPLATES[1]}
+    assert not {t.order for t in TEMPLATES[0]} & {t.order for t in TEMPLATES[1]}
+
+
+CONLL = "\n\n".join(
+    f"وقال O\nأحمد B-PERS\nالعلي I-PERS\nفي O\nالرياض، B-LOC\nإن O\nشركة B-ORG\nالنور{k} I-ORG\nتوسعت O\n. O"
+    for k in range(40)) + "\n"
+
+
+def _news(day: str, n: int) -> list[dict]:
+    return [{"source": "src", "url": f"http://n/{day}/{k}", "date_extracted": f"{day} 08:00:00",
+             "title": f"عنوان خبر رقم {k} عن السوق المحلية", "author": "الرياض - واس",
+             "content": "\n\n".join(f"فقرة {j} من الخبر {k} تتحدث عن الأسواق والطقس." for j in range(4))}
+            for k in range(n)]
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("build")
+    (tmp / "doc.txt").write_text(CONLL, encoding="utf-8")
+    (tmp / "heldout.txt").write_text(CONLL.replace("النور", "الضياء"), encoding="utf-8")
+    for day in ("2015-07-21", "2015-08-10"):
+        with zipfile.ZipFile(tmp / f"{day}.zip", "w") as z:
+            z.writestr(f"{day}.json", json.dumps(_news(day, 60), ensure_ascii=False))
+    args = ["--conll", str(tmp / "doc.txt"), "--test-conll", str(tmp / "heldout.txt"), "--news", str(tmp),
+            "--sentences-per-doc", "4", "--pages", "40", "8", "8", "--seed", "3", "--quiet"]
+    first = main(args + ["--out", str(tmp / "a")])
+    main(args + ["--out", str(tmp / "b")])
+    return tmp, first
+
+
+def test_cli_writes_valid_deterministic_splits(built):
+    tmp, result = built
+    for split in ("train", "dev", "test"):
+        a = (tmp / "a" / f"{split}.jsonl").read_bytes()
+        assert a == (tmp / "b" / f"{split}.jsonl").read_bytes()
+        pages = load_pages(tmp / "a" / f"{split}.jsonl")
+        assert len(pages) == len(result[split]) > 0
+        assert len({p.id for p in pages}) == len(pages)
+    assert len(result["train"]) == 40
+
+
+def test_test_split_uses_only_held_out_furniture(built):
+    _, result = built
+    held = {w for _, h in WORDINGS.values() for w in h}
+    train_used = {w for p in result["train"] for w in p.meta["furniture"]}
+    test_used = {w for p in result["test"] for w in p.meta["furniture"]}
+    assert train_used and test_used and not train_used & held and test_used <= held
+    assert {p.meta["template"] for p in result["test"]} <= {t.name for t in TEMPLATES[1]}
+    train_lines = {ln.strip() for p in result["train"] for ln in p.text.split("\n")}
+    for header in WORDINGS["read_also_header"][1] + WORDINGS["related_header"][1]:
+        assert header not in train_lines
+
+
+def test_entity_gold_only_on_conll_bodies(built):
+    _, result = built
+    for split, pages in result.items():
+        for p in pages:
+            if p.meta["body"].startswith(("doc-", "heldout-")):
+                body = [(s.start, s.end) for s in p.sections if s.label == "body"]
+                assert p.entity_regions and all(any(a <= s and e <= b for a, b in body) for s, e in p.entity_regions)
+                assert {p.text[e.start:e.end] for e in p.entities} >= {"أحمد العلي", "الرياض"}
+                assert split == "test" or "الضياء" not in p.text  # test-only documents stay in test
+            else:
+                assert p.entities is None and p.entity_regions is None  # raw news: sections only
+                assert split != "test" or "/2015-08-10/" in p.meta["url"]  # reserved days feed test only
+                assert split == "test" or "/2015-08-10/" not in p.meta["url"]
+
+
+def test_help_documents_every_option(capsys):
+    with pytest.raises(SystemExit):
+        parse_args(["--help"])
+    out = capsys.readouterr().out
+    for opt in ("--conll", "--test-conll", "--news", "--sentences-per-doc", "--pages", "--seed", "--out",
+                "--dev-templates", "--test-templates", "--conll-fraction", "--no-reserved-test"):
+        assert opt in out
+
+
+def test_build_over_a_tiny_subset_of_shared(tmp_path):
+    conll = shared_path("datasets/AQMAR/articles/Damascus.txt")
+    news = shared_path("datasets/SaudiNewsNet/dataset/2015-08-09.zip")
+    result = main(["--conll", str(conll), "--news", str(news), "--pages", "30", "6", "4", "--quiet",
+                   "--out", str(tmp_path)])
+    assert len(result["train"]) == 30 and len(result["dev"]) == 6
+    assert result["test"] == []  # no reserved day and no --test-conll given: nothing to test on
+    assert any(p.entities for p in result["train"]) and any(p.entities is None for p in result["train"])
+    for p in load_pages(tmp_path / "train.jsonl"):
+        assert {s.label for s in p.sections} >= {"body"}
