@@ -84,11 +84,12 @@ def test_learning_curves_from_trainer_state(tmp_path):
 
 
 def test_model_card_front_matter(tmp_path):
-    path = write_model_card(tmp_path, _metrics(), "Pages built from SaudiNewsNet and ANERcorp train.")
+    path = write_model_card(tmp_path, _metrics(), "Pages built from SaudiNewsNet and ANERcorp train.", name="tiny-ar")
     text = path.read_text(encoding="utf-8")
     assert text.startswith("---\n")
     front = yaml.safe_load(text.split("---\n")[1])
     assert front["language"] == ["ar"] and "token-classification" in front["tags"]
+    assert front["model-index"][0]["name"] == "tiny-ar" and "# tiny-ar" in text
     values = {m["name"]: m["value"] for r in front["model-index"][0]["results"] for m in r["metrics"]}
     # entities: gold 3, predicted 2, correct 1 -> P 1/2, R 1/3, F1 = 2*(1/2)(1/3)/(5/6) = 0.4
     assert values["entity micro-F1"] == pytest.approx(0.4)

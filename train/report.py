@@ -190,7 +190,7 @@ def load_log_history(model_dir: str | Path) -> list[dict] | None:
     return None
 
 
-_NOT_A_METRIC = ("runtime", "samples_per_second", "steps_per_second", "epoch", "step")
+_SCORES = ("f1", "accuracy")
 
 
 def plot_learning_curves(log_history: list[dict], out_dir: Path) -> list[str]:
@@ -211,16 +211,18 @@ def plot_learning_curves(log_history: list[dict], out_dir: Path) -> list[str]:
         ax.legend()
         _save_figure(fig, out_dir / "learning_loss.png")
         written.append("learning_loss.png")
-    keys = sorted({k for h in evals for k, v in h.items() if k.startswith("eval_") and k != "eval_loss"
-                   and isinstance(v, (int, float)) and not k.endswith(_NOT_A_METRIC)})
+    # Scores on a 0-1 scale only (F1 and accuracy); throughput, runtime and P/R would crowd the plot.
+    keys = sorted({k for h in evals for k, v in h.items() if k.startswith("eval_") and isinstance(v, (int, float))
+                   and k.endswith(_SCORES)})
     if keys:
         fig, ax = plt.subplots(figsize=(6, 3.5))
         for k in keys:
             pts = [(h.get("epoch", h.get("step")), h[k]) for h in evals if k in h]
             ax.plot(*zip(*pts), "o-", label=k[5:])
         ax.set_xlabel("epoch")
+        ax.set_ylim(0, 1)
         ax.set_title("Evaluation metrics")
-        ax.legend(fontsize=7)
+        ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
         _save_figure(fig, out_dir / "learning_eval.png")
         written.append("learning_eval.png")
     return written
@@ -286,21 +288,25 @@ def write_report(out_dir: str | Path, metrics: dict, title: str = "Evaluation re
 # Model card
 
 
-def write_model_card(model_dir: str | Path, metrics: Mapping, training_data_desc: str) -> Path:
-    """The model folder's README.md: HF model-card YAML front matter, then what it is and its scores."""
+def write_model_card(model_dir: str | Path, metrics: Mapping, training_data_desc: str,
+                     name: str | None = None) -> Path:
+    """The model folder's README.md: HF model-card YAML front matter, then what it is and its scores.
+
+    ``name`` is the model's name when ``model_dir`` is a temporary folder that is renamed later."""
     model_dir = Path(model_dir)
+    name = name or model_dir.name
     results = []
-    for name, b in (metrics.get("blocks") or {}).items():
+    for block, b in (metrics.get("blocks") or {}).items():
         if b.get("entities"):
             e = b["entities"]
             results.append({"task": {"type": "token-classification", "name": "Named entity recognition"},
-                            "dataset": {"name": name, "type": slug(name)},
+                            "dataset": {"name": block, "type": slug(block)},
                             "metrics": [{"type": "f1", "value": round(e["micro"]["f1"], 4), "name": "entity micro-F1"},
                                         {"type": "f1", "value": round(e["macro"]["f1"], 4), "name": "entity macro-F1"}]})
         if b.get("sections") and b["sections"].get("n_lines"):
             s = b["sections"]
             results.append({"task": {"type": "token-classification", "name": "Section segmentation (lines)"},
-                            "dataset": {"name": name, "type": slug(name)},
+                            "dataset": {"name": block, "type": slug(block)},
                             "metrics": [{"type": "f1", "value": round(s["macro_f1"], 4), "name": "line macro-F1"},
                                         {"type": "f1", "value": round(s["body_f1"], 4), "name": "body-line F1"},
                                         {"type": "f1", "value": round(s["segment_f1"], 4), "name": "segment F1"}]})
@@ -309,18 +315,18 @@ def write_model_card(model_dir: str | Path, metrics: Mapping, training_data_desc
              "tags": ["token-classification", "ner", "arabic", "news", "page-segmentation"],
              "metrics": ["precision", "recall", "f1"]}
     if results:
-        front["model-index"] = [{"name": model_dir.name, "results": results}]
+        front["model-index"] = [{"name": name, "results": results}]
     md = ["---", yaml.safe_dump(front, allow_unicode=True, sort_keys=False).rstrip(), "---", "",
-          f"# {model_dir.name}", "",
+          f"# {name}", "",
           "Joint section segmentation (which lines of a scraped Arabic news page are the article) and named-entity "
           "recognition. Open it with `infer.tagger.Tagger.from_pretrained` or run "
-          f"`python -m infer --model {model_dir} PAGES.jsonl`.", "",
+          f"`python -m infer --model {name} PAGES.jsonl`.", "",
           "## Training data", "", training_data_desc.strip(), "", "## Evaluation", ""]
-    for name, b in (metrics.get("blocks") or {}).items():
+    for block, b in (metrics.get("blocks") or {}).items():
         if b.get("entities"):
-            md += [f"### {name}: entities", "", entity_table(b["entities"]), ""]
+            md += [f"### {block}: entities", "", entity_table(b["entities"]), ""]
         if b.get("sections") and b["sections"].get("n_lines"):
-            md += [f"### {name}: sections", "", section_table(b["sections"]), ""]
+            md += [f"### {block}: sections", "", section_table(b["sections"]), ""]
     path = model_dir / "README.md"
     write_text(path, "\n".join(md))
     return path
