@@ -1,0 +1,115 @@
+"""Static word vectors in minutes, to give a small model the lexicon that MLM cannot teach it on
+two CPU cores: ``python -m train.embeddings --news DIR --conll FILE --out DIR``.
+
+word2vec (gensim, CBOW) runs over the model's view of the words (``data.text.normalize``) of the
+news articles (SaudiNewsNet, reserved evaluation days excluded) and any CoNLL training text. The
+vectors initialise the rows of the hashed lexical table that the words and their stems fall into
+(see ``data.features.lexical_keys``), so known names start close to their neighbours in news text.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+import zlib
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from data.features import lexical_keys
+from data.text import normalize, words
+
+
+def sentences(news: list[str], conll: list[str], max_articles: int | None = None) -> Iterator[list[str]]:
+    from data.readers import paragraphs, read_conll_sentences, read_news
+
+    for path in conll:
+        for sent in read_conll_sentences(path):
+            toks = sent[0] if isinstance(sent, tuple) else [t for t, _ in sent]
+            yield [n for n in (normalize(t) for t in toks) if n]
+    for path in news:
+        for k, art in enumerate(read_news(path)):
+            if max_articles and k >= max_articles:
+                break
+            for para in [art["title"], *paragraphs(art["content"])]:
+                ws = [normalize(para[s:e]) for s, e in words(para).tolist()]
+                ws = [w for w in ws if w]
+                if ws:
+                    yield ws
+
+
+def train_vectors(news: list[str], conll: list[str], dim: int = 64, epochs: int = 3,
+                  min_count: int = 3, workers: int = 2, max_articles: int | None = None):
+    """A gensim KeyedVectors trained on the sentences above."""
+    from gensim.models import Word2Vec
+
+    corpus = list(sentences(news, conll, max_articles))
+    n_words = sum(len(s) for s in corpus)
+    print(f"embeddings: {len(corpus)} sentences, {n_words} words", file=sys.stderr)
+    t0 = time.time()
+    w2v = Word2Vec(corpus, vector_size=dim, window=5, min_count=min_count, workers=workers,
+                   epochs=epochs, sg=0, seed=13)
+    print(f"embeddings: {len(w2v.wv)} words in {time.time() - t0:.0f} s", file=sys.stderr)
+    return w2v.wv
+
+
+def init_lexical_table(table: np.ndarray, kv, max_words: int = 300_000) -> int:
+    """Write word vectors into the lexical buckets of each word (``w:``) and of its stem (``s:``).
+
+    Rows that several words share get their mean. The table is ``(buckets, dim)``; vectors are
+    scaled to the table's own init scale so training starts in the same regime. Returns the number
+    of rows set."""
+    buckets, dim = table.shape
+    if kv.vector_size != dim:
+        raise ValueError(f"vectors have {kv.vector_size} dims but the lexical table has {dim}")
+    sums = np.zeros_like(table, dtype=np.float64)
+    counts = np.zeros(buckets, dtype=np.int64)
+    for word in kv.index_to_key[:max_words]:
+        keys = lexical_keys(word)
+        for key in (keys[0], keys[1]):
+            b = zlib.crc32(key.encode("utf-8")) % buckets
+            sums[b] += kv[word]
+            counts[b] += 1
+    rows = counts > 0
+    vec = sums[rows] / counts[rows, None]
+    scale = float(np.std(table)) / max(float(np.std(vec)), 1e-8)
+    table[rows] = (vec * scale).astype(table.dtype)
+    return int(rows.sum())
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--news", action="append", default=[], help="SaudiNewsNet zip/json file or folder (repeatable)")
+    ap.add_argument("--conll", action="append", default=[], help="CoNLL 'token tag' training file (repeatable)")
+    ap.add_argument("--dim", type=int, default=64, help="vector size; must equal the model's lexical_dim")
+    ap.add_argument("--epochs", type=int, default=3)
+    ap.add_argument("--min-count", type=int, default=3)
+    ap.add_argument("--max-articles", type=int, default=None, help="cap per news file (for quick runs)")
+    ap.add_argument("--out", required=True, help="output folder (vectors.kv)")
+    args = ap.parse_args(argv)
+    for p in args.news + args.conll:
+        if not Path(p).exists():
+            print(f"error: data path {p!r} does not exist", file=sys.stderr)
+            return 2
+    out = Path(args.out)
+    if (out / "vectors.kv").exists():
+        print(f"embeddings: {out / 'vectors.kv'} exists, nothing to do", file=sys.stderr)
+        return 0
+    kv = train_vectors(args.news, args.conll, dim=args.dim, epochs=args.epochs, min_count=args.min_count,
+                       max_articles=args.max_articles)
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    kv.save(str(tmp / "vectors.kv"))
+    if out.exists():
+        for f in tmp.iterdir():
+            f.replace(out / f.name)
+        tmp.rmdir()
+    else:
+        tmp.replace(out)
+    print(f"embeddings: wrote {out / 'vectors.kv'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
