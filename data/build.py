@@ -133,8 +133,10 @@ def make_split(split: str, n_pages: int, docs: list[ConllDocument], news: list[A
     rng.shuffle(bodies)
     furniture = news[n_news:] or news or [conll_article(d, rng) for d in docs]
     pages: list[Page] = []
-    for i in tqdm(range(0, len(bodies), 100), desc=split, unit="x100 pages", disable=args.quiet):
-        pages += build_pages(bodies[i:i + 100], furniture, rng, which=which, id_prefix=f"{split}-{i // 100}-")
+    with tqdm(total=len(bodies), desc=split, unit="page", disable=args.quiet) as bar:
+        for i in range(0, len(bodies), 100):
+            pages += build_pages(bodies[i:i + 100], furniture, rng, which=which, id_prefix=f"{split}-{i // 100}-")
+            bar.update(len(bodies[i:i + 100]))
     return pages
 
 

@@ -192,17 +192,14 @@ def _tags(a: Article, f: Furniture) -> Block:
             for e in es:
                 seen.setdefault(p[e.start:e.end], e.label)
         values = [_labelled(s, lab) for s, lab in list(seen.items())[: r.randint(1, 4)]]
-    title_words = [w for w in a.title.split() if len(w) > 3 and w.isalpha()]
-    if a.title_entities is not None:  # keep only title words that are not part of a name
-        spans = [(e.start, e.end) for e in a.title_entities]
-        pos, keep = 0, []
-        for w in a.title.split():
-            i = a.title.index(w, pos)
-            pos = i + len(w)
-            if w in title_words and not any(s < pos and i < e for s, e in spans):
-                keep.append(w)
-        title_words = keep
-    values += [_plain(w) for w in r.sample(title_words, k=min(len(title_words), r.randint(0, 3)))]
+    title_words = []  # title words that are not part of a name (unknown when the title is unlabelled)
+    for m in re.finditer(r"\S+", a.title):
+        if len(m.group()) > 3 and m.group().isalpha():
+            if a.title_entities is None:
+                title_words.append(Piece(m.group(), None))
+            elif not any(e.start < m.end() and m.start() < e.end for e in a.title_entities):
+                title_words.append(_plain(m.group()))
+    values += [w for w in r.sample(title_words, k=min(len(title_words), r.randint(0, 3)))]
     if not values:
         values = [_plain(r.choice(CATEGORIES))]
     header, sep = f.wording("tags_header"), f.wording("tag_separator")
