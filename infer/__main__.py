@@ -1,0 +1,106 @@
+"""Tag pages: ``python -m infer --model DIR INPUT [-o OUTPUT.jsonl]``.
+
+INPUT by form: a folder (every *.txt in it, sorted, one page each, id = file name), a .txt file (one
+page), ``-`` (JSONL on stdin), anything else (page JSONL). Rerunning with the same -o resumes.
+Under torchrun / accelerate launch (WORLD_SIZE > 1) each rank tags every WORLD_SIZE-th block and
+rank 0 merges the parts into OUTPUT.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+from infer.jobs import Job, JobError, check_input
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m infer", description=__doc__.split("\n\n")[0],
+                                 epilog=__doc__.split("\n\n", 1)[1], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("input", metavar="INPUT", help="folder of .txt, a .txt file, '-' for stdin JSONL, or page JSONL")
+    ap.add_argument("--model", required=True, metavar="DIR", help="a model folder written by python -m train")
+    ap.add_argument("-o", "--output", metavar="OUTPUT.jsonl", help="output JSONL (default: stdout); an existing file is resumed")
+    ap.add_argument("--batch-tokens", type=int, default=16384, metavar="N", help="subword tokens per batch (default 16384)")
+    ap.add_argument("--block-size", type=int, default=256, metavar="N",
+                    help="input records per block; batches never cross blocks, so resumed and sharded runs write "
+                         "the same bytes (default 256). Keep it the same when resuming.")
+    ap.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
+    ap.add_argument("--dtype", choices=("float32", "bfloat16", "float16", "auto"), default="auto")
+    ap.add_argument("--no-text", action="store_true", help="leave 'text' out of the output records")
+    ap.add_argument("--html", metavar="DIR", help="also write an HTML page view per page and DIR/index.html")
+    ap.add_argument("--max-chars", type=int, default=None, metavar="N",
+                    help="hard maximum page length; longer pages get an error record (default: the tagger's, 5,000,000)")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+    args = ap.parse_args(argv)
+    if args.block_size < 1 or args.batch_tokens < 1:
+        ap.error("--block-size and --batch-tokens must be positive")
+    return args
+
+
+def _dist_env() -> tuple[int, int, int]:
+    """(rank, world size, local rank) as set by torchrun or accelerate launch."""
+    return (int(os.environ.get("RANK", 0)), int(os.environ.get("WORLD_SIZE", 1)),
+            int(os.environ.get("LOCAL_RANK", 0)))
+
+
+def _device(name: str, world: int, local_rank: int) -> str | None:
+    if name == "auto":
+        name = None
+        try:
+            import torch
+            if torch.cuda.is_available():
+                name = "cuda"
+        except ImportError:
+            pass
+    if name == "cuda" and world > 1:
+        return f"cuda:{local_rank}"
+    return name
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    rank, world, local_rank = _dist_env()
+    try:
+        if world > 1 and not args.output:
+            raise JobError("a sharded run (WORLD_SIZE > 1) needs -o OUTPUT.jsonl")
+        check_input(args.input)
+        if world > 1 and args.input == "-":
+            raise JobError("a sharded run cannot read stdin: give a file or folder")
+        if not Path(args.model).is_dir():
+            what = "is a file, not a model folder" if Path(args.model).exists() else "not found"
+            raise JobError(f"model folder {args.model}: {what}")
+        from infer.tagger import Tagger
+
+        try:
+            tagger = Tagger.from_pretrained(args.model, device=_device(args.device, world, local_rank),
+                                            dtype=None if args.dtype == "auto" else args.dtype,
+                                            batch_tokens=args.batch_tokens, block_size=args.block_size)
+        except (FileNotFoundError, ValueError, OSError) as err:
+            raise JobError(f"cannot load the model from {args.model}: {err}") from None
+        max_chars = args.max_chars if args.max_chars is not None else getattr(tagger, "max_chars", 5_000_000)
+        if hasattr(tagger, "max_chars"):
+            tagger.max_chars = max_chars
+        view = None
+        if args.html and rank == 0:
+            from infer.view import ViewWriter
+            view = ViewWriter(args.html)
+        job = Job(tagger=tagger, input=args.input, output=Path(args.output) if args.output else None,
+                  block_size=args.block_size, max_chars=max_chars, no_text=args.no_text, rank=rank, world=world,
+                  progress=not args.no_progress, on_record=view.add if view else None)
+        try:
+            job.run()
+        finally:
+            if view:
+                view.close()
+    except JobError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except BrokenPipeError:  # `python -m infer ... | head`
+        sys.stderr.close()
+        return 0
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
