@@ -7,102 +7,21 @@ synthetic pages made here with the page builder (never on the seed page, which i
 """
 from __future__ import annotations
 
-import random
+import sys
 from pathlib import Path
 
 import pytest
 
 ROOT = Path(__file__).resolve().parent
 SAMPLE = ROOT / "data" / "sample"
+sys.path.insert(0, str(ROOT / "tests"))
 
-# Made-up news material: names, places and organisations with their types, and sentence patterns.
-_PERS = ["محمد بن سلمان", "عبد الله العتيبي", "فاطمة الزهراني", "أحمد الشمري", "خالد الفيصل", "سارة القحطاني"]
-_LOC = ["الرياض", "جدة", "القاهرة", "دبي", "عمان", "بيروت", "مكة المكرمة"]
-_ORG = ["وزارة الصحة", "الأمم المتحدة", "جامعة الملك سعود", "البنك المركزي", "الهلال الأحمر"]
-_PATTERNS = [
-    "قال {PERS} في {LOC} إن {ORG} ستعقد اجتماعا موسعا الأسبوع المقبل لبحث الخطة الجديدة.",
-    "أعلنت {ORG} اليوم عن إطلاق برنامج جديد في {LOC} بحضور {PERS} وعدد من المسؤولين.",
-    "وأكد {PERS} أن التعاون مع {ORG} سيستمر خلال العام الحالي في مدينة {LOC}.",
-    "وشهدت {LOC} أمس افتتاح مقر جديد لـ {ORG} في حفل رسمي حضره المواطنون.",
-    "وأوضح المتحدث أن الأعمال تسير وفق الجدول الزمني المحدد دون أي تأخير يذكر.",
-    "ومن المتوقع أن تنتهي المرحلة الأولى من المشروع قبل نهاية العام المقبل.",
-]
-_TITLES = ["{ORG} تطلق مبادرة جديدة في {LOC}", "{PERS} يزور {LOC} لبحث التعاون", "افتتاح معرض الكتاب في {LOC}",
-           "{ORG} تعلن نتائج العام", "اجتماع طارئ في {LOC} لمناقشة الأوضاع"]
-
-
-def _fill(pattern: str, rng: random.Random):
-    from data.schema import Span
-
-    text, ents, pos = "", [], 0
-    import re
-
-    for m in re.finditer(r"\{(PERS|LOC|ORG)\}", pattern):
-        text += pattern[pos:m.start()]
-        name = rng.choice({"PERS": _PERS, "LOC": _LOC, "ORG": _ORG}[m.group(1)])
-        ents.append(Span(m.group(1), len(text), len(text) + len(name)))
-        text += name
-        pos = m.end()
-    return text + pattern[pos:], ents
-
-
-def synthetic_pages(n: int, seed: int = 0, which: str = "train", min_paragraphs: int = 2,
-                    max_paragraphs: int = 5) -> list:
-    """``n`` labelled pages (sections and entities) built by the page builder around made-up articles."""
-    from data.pages import Article, build_pages
-
-    rng = random.Random(seed)
-    arts = []
-    for k in range(max(n, 6)):
-        title, tents = _fill(rng.choice(_TITLES), rng)
-        paras, pents = [], []
-        for _ in range(rng.randint(min_paragraphs, max_paragraphs)):
-            sents = [_fill(rng.choice(_PATTERNS), rng) for _ in range(rng.randint(1, 3))]
-            text, es = "", []
-            for s, e in sents:
-                off = len(text) + 1 if text else 0
-                es += [type(x)(x.label, x.start + off, x.end + off) for x in e]
-                text = f"{text} {s}" if text else s
-            paras.append(text)
-            pents.append(es)
-        arts.append(Article(id=f"syn-{seed}-{k}", title=title, paragraphs=paras, para_entities=pents,
-                            title_entities=tents, annotate="all"))
-    return build_pages(arts[:n], arts, rng, which=which, id_prefix=f"syn{seed}-")
-
-
-def write_pages(path: Path, pages) -> Path:
-    from data.schema import write_jsonl
-
-    write_jsonl(path, pages)
-    return path
-
-
-TINY_OVERRIDES = [
-    "model.hidden_size=64", "model.num_hidden_layers=2", "model.num_attention_heads=2", "model.intermediate_size=128",
-    "model.window_length=64", "model.stride=16", "model.line_hidden_size=32", "model.dropout=0.0",
-    "tokenizer.vocab_size=600", "tokenizer.min_frequency=1",
-    "training.learning_rate=3e-3", "training.warmup_steps=0", "training.per_device_train_batch_size=4",
-    "training.logging_steps=5", "training.report_to=none", "training.precision=fp32",
-]
-
-
-def tiny_config(tmp: Path, train: Path, dev: Path) -> Path:
-    cfg = tmp / "tiny.yaml"
-    cfg.write_text(f"""output_dir: {tmp / 'model'}
-data:
-  train:
-    - {{kind: pages, paths: [{train}]}}
-  dev:
-    - {{kind: pages, paths: [{dev}]}}
-training:
-  num_train_epochs: 3
-""", encoding="utf-8")
-    return cfg
+from synthetic import TINY_OVERRIDES, synthetic_pages, tiny_config, write_pages  # noqa: E402
 
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    """A tiny trained joint model folder (about 40 optimisation steps; well under a minute on 2 CPUs)."""
+    """A tiny trained joint model folder (60 optimisation steps; well under a minute on 2 CPUs)."""
     from train.__main__ import main
 
     tmp = tmp_path_factory.mktemp("tiny_model")
@@ -111,7 +30,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
         train = write_pages(tmp / "train.jsonl", synthetic_pages(48, seed=1))
         dev = write_pages(tmp / "dev.jsonl", synthetic_pages(8, seed=2))
     cfg = tiny_config(tmp, train, dev)
-    rc = main([str(cfg), *TINY_OVERRIDES, "training.max_steps=40", "training.num_train_epochs=100"])
+    rc = main([str(cfg), *TINY_OVERRIDES, "training.max_steps=60", "training.num_train_epochs=100"])
     assert rc == 0
     out = tmp / "model"
     assert (out / "config.json").is_file()

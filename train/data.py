@@ -121,14 +121,14 @@ def vocabulary_texts(pages: list[Page], extra: list[str], limit: int) -> Iterato
         if n >= limit:
             return
     for path in extra:
-        for text in _texts_of(Path(path)):
+        for text in texts_of(Path(path)):
             yield text
             n += 1
             if n >= limit:
                 return
 
 
-def _texts_of(path: Path) -> Iterator[str]:
+def texts_of(path: Path) -> Iterator[str]:
     """Raw text of news (zip/JSON/folder), .txt files or page JSONL. Reserved news days are excluded."""
     if path.suffix == ".txt":
         yield read_txt(path).text

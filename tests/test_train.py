@@ -1,0 +1,247 @@
+"""Training: loss falls, save/load round trip, long pages, masked NER labels, config errors, resume,
+and the pretrained-encoder loading path. Everything runs on tiny models in seconds."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+import yaml
+from transformers import AutoModel, AutoTokenizer, BertConfig, BertModel
+
+from synthetic import TINY_OVERRIDES, synthetic_pages, tiny_config, write_pages
+from data.features import PageEncoder
+from data.labels import entity_tagset
+from data.schema import Page
+from infer.tagger import Tagger
+from model import JointModel, train_wordpiece
+from train.__main__ import main, make_model
+from train.config import RunConfig, load_config
+from train.data import mix
+from train.trainer import dev_scores
+
+
+@pytest.fixture(scope="module")
+def tiny(tiny_model_dir):
+    model = AutoModel.from_pretrained(tiny_model_dir)
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    model.config.classifier_dropout = 0.0
+    return model.eval(), tok, PageEncoder.from_config(tok, model.config), entity_tagset(model.config.entity_types)
+
+
+@pytest.fixture(scope="module")
+def data_files(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("pages")
+    return (write_pages(tmp / "train.jsonl", synthetic_pages(16, seed=5)),
+            write_pages(tmp / "dev.jsonl", synthetic_pages(4, seed=6)))
+
+
+def _page(d: dict) -> Page:
+    return Page.from_dict(d)
+
+
+def test_loss_falls_in_20_steps():
+    pages = synthetic_pages(8, seed=3)
+    cfg = load_config(RunConfig, None, ["output_dir=unused", *TINY_OVERRIDES])
+    tok = train_wordpiece([p.text for p in pages], vocab_size=600, min_frequency=1)
+    types = ["LOC", "ORG", "PERS"]
+    torch.manual_seed(0)
+    model = make_model(cfg, tok, types)
+    enc = PageEncoder.from_config(tok, model.config)
+    batch = enc.collate([enc.encode(p, entity_tagset(types)) for p in pages])
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(20):
+        out = model(**batch)
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad()
+        losses.append(out.loss.item())
+    assert losses[-1] < 0.6 * losses[0], losses
+    assert out.ner_loss.item() > 0 and out.section_loss.item() > 0
+
+
+def test_saved_folder_reproduces_training_dev_scores(tiny_model_dir, tmp_path):
+    """The folder that training wrote opens with AutoModel (the hub-name code path) and tags the dev
+    pages exactly as the in-training evaluation did; a second save/load changes nothing either."""
+    metrics = json.loads((tiny_model_dir / "metrics.json").read_text())
+    cfg = yaml.safe_load((tiny_model_dir / "config.yaml").read_text(encoding="utf-8"))
+    dev_path = Path(cfg["data"]["dev"][0]["paths"][0])
+    dev = [_page(json.loads(line)) for line in dev_path.read_text().splitlines() if line.strip()]
+    tagger = Tagger.from_pretrained(tiny_model_dir, device="cpu")
+    recs = list(tagger.tag(dev))
+    again = dev_scores(dev, recs, tagger.entity_types)["flat"]
+    for k, v in metrics["dev"].items():
+        assert again[k] == pytest.approx(v, abs=1e-6), k
+
+    tagger.model.save_pretrained(tmp_path)
+    tagger.encoder.tokenizer.save_pretrained(tmp_path)
+    reloaded = AutoModel.from_pretrained(tmp_path).eval()
+    assert type(reloaded) is JointModel
+    enc = tagger.encoder
+    batch = enc.collate([enc.encode(p) for p in dev[:3]])
+    with torch.no_grad():
+        a, b = tagger.model(**batch), reloaded(**batch)
+    assert torch.equal(a.ner_logits, b.ner_logits) and torch.equal(a.section_logits, b.section_logits)
+    assert list(Tagger(reloaded, AutoTokenizer.from_pretrained(tmp_path), device="cpu").tag(dev[:3])) == recs[:3]
+
+
+def test_page_three_windows_long_trains_and_evaluates(tiny):
+    model, tok, enc, tags = tiny
+    pages = synthetic_pages(1, seed=7, min_paragraphs=12, max_paragraphs=12)
+    page = pages[0]
+    feat = enc.encode(page, tags)
+    plan = enc.plan(feat)
+    assert len(feat["input_ids"]) > 3 * model.config.window_length and len(plan.starts) >= 4
+    model.train()
+    try:
+        out = model(**enc.collate([feat]))
+        out.loss.backward()
+        grads = [p.grad for p in model.encoder.parameters() if p.grad is not None]
+        assert torch.isfinite(out.loss) and grads and all(torch.isfinite(g).all() for g in grads)
+        assert sum(g.abs().sum() for g in grads) > 0
+        assert out.section_logits.shape[0] == len(page.lines)
+    finally:
+        model.zero_grad(set_to_none=True)
+        model.eval()
+    rec = list(Tagger(model, tok, device="cpu").tag([page]))[0]
+    covered = sum(s["end"] - s["start"] for s in rec["sections"])
+    assert rec["sections"][0]["start"] == page.lines[0, 0] and rec["sections"][-1]["end"] == page.lines[-1, 1]
+    assert covered <= len(page.text)
+    scores = dev_scores([page], [rec], model.config.entity_types)["flat"]
+    assert 0.0 <= scores["section_accuracy"] <= 1.0
+
+
+def _ner_grads(model, batch):
+    model.zero_grad(set_to_none=True)
+    out = model(**batch)
+    out.ner_loss.backward()
+    g = {n: (p.grad.clone() if p.grad is not None else torch.zeros_like(p)) for n, p in model.named_parameters()}
+    model.zero_grad(set_to_none=True)
+    return out, g
+
+
+def test_unannotated_page_adds_exactly_zero_ner_gradient(tiny):
+    model, _, enc, tags = tiny
+    labelled, plain = synthetic_pages(2, seed=8)
+    d = plain.to_dict()
+    d.pop("entities", None)
+    d.pop("entity_regions", None)
+    plain = _page(d)
+    assert plain.entities is None and plain.entity_regions is None and plain.sections is not None
+    f_plain = enc.encode(plain, tags)
+    assert (f_plain["ner_labels"] == -100).all()
+
+    out, g = _ner_grads(model, enc.collate([f_plain]))
+    assert out.ner_loss.item() == 0.0
+    assert all(torch.count_nonzero(v) == 0 for v in g.values())
+    assert out.section_loss.item() > 0  # its sections still train
+
+    f_lab = enc.encode(labelled, tags)
+    out_a, g_a = _ner_grads(model, enc.collate([f_lab]))
+    out_ab, g_ab = _ner_grads(model, enc.collate([f_lab, f_plain]))
+    assert out_a.ner_loss.item() > 0
+    assert out_ab.ner_loss.item() == pytest.approx(out_a.ner_loss.item(), rel=1e-5)
+    for n in g_a:
+        torch.testing.assert_close(g_ab[n], g_a[n], rtol=1e-4, atol=1e-7)
+
+
+def test_entity_regions_mask_ner_loss_outside(tiny):
+    model, _, enc, tags = tiny
+    page = synthetic_pages(1, seed=9, min_paragraphs=4, max_paragraphs=4)[0]
+    body = [s for s in page.sections if s.label == "body"][0]
+    d = page.to_dict()
+    d["entities"] = [e for e in d["entities"] if body.start <= e["start"] and e["end"] <= body.end]
+    d["entity_regions"] = [[body.start, body.end]]
+    page = _page(d)
+    feat = enc.encode(page, tags)
+    inside = (page.words[:, 0] >= body.start) & (page.words[:, 1] <= body.end)
+    assert inside.any() and (~inside).any()
+    assert (feat["ner_labels"][~inside] == -100).all() and (feat["ner_labels"][inside] >= 0).all()
+
+    batch = enc.collate([feat])
+    out = model(**batch)
+    out.ner_logits.retain_grad()
+    out.ner_loss.backward()
+    grad = out.ner_logits.grad
+    model.zero_grad(set_to_none=True)
+    assert torch.count_nonzero(grad[torch.from_numpy(~inside)]) == 0
+    assert torch.count_nonzero(grad[torch.from_numpy(inside)]) > 0
+    labels = torch.from_numpy(feat["ner_labels"][inside])
+    expected = torch.nn.functional.cross_entropy(out.ner_logits.detach()[torch.from_numpy(inside)], labels)
+    assert out.ner_loss.item() == pytest.approx(expected.item(), rel=1e-5)
+
+
+@pytest.mark.parametrize("override, names", [
+    ("model.hiden_size=32", "model.hiden_size"),
+    ("training.num_train_epochs=many", "training.num_train_epochs"),
+    ("training.per_device_train_batch_size=2.5", "training.per_device_train_batch_size"),
+    ("data.train.0.paths=[/nonexistent/train.jsonl]", "/nonexistent/train.jsonl"),
+    ("training.args={no_such_arg: 1}", "training.args.no_such_arg"),
+])
+def test_config_errors_exit_2_naming_the_key(override, names, data_files, tmp_path, capsys):
+    cfg = tiny_config(tmp_path, *data_files)
+    assert main([str(cfg), override]) == 2
+    err = capsys.readouterr().err
+    assert names in err and "Traceback" not in err
+    assert not (tmp_path / "model").exists()  # failed at start: nothing written
+
+
+def test_cli_exit_status_2_without_traceback(tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "train", str(tmp_path / "missing.yaml")], cwd=Path(__file__).resolve().parents[1],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "missing.yaml" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_resume_from_last_checkpoint(data_files, tmp_path, capsys):
+    cfg = tiny_config(tmp_path, *data_files)
+    out = tmp_path / "model"
+    assert main([str(cfg), *TINY_OVERRIDES, "training.num_train_epochs=1"]) == 0
+    first = json.loads((out / "metrics.json").read_text())["train"]["global_step"]
+    assert first == 4 and (out / f"checkpoint-{first}").is_dir()
+    capsys.readouterr()
+    assert main([str(cfg), *TINY_OVERRIDES, "training.num_train_epochs=2"]) == 0
+    assert f"resuming from {out / f'checkpoint-{first}'}" in capsys.readouterr().err
+    log = json.loads((out / "log_history.json").read_text())
+    state = json.loads((out / f"checkpoint-{first}" / "trainer_state.json").read_text())
+    assert log[:len(state["log_history"])] == state["log_history"]  # the first run's history, kept
+    assert json.loads((out / "metrics.json").read_text())["train"]["global_step"] == 2 * first
+
+
+def test_joint_model_from_a_saved_encoder_folder(data_files, tmp_path):
+    """The pretrained-encoder path (AraBERT & co., or a train.pretrain output): a BERT saved to a
+    folder is loaded by JointModel.from_encoder with its weights, then trained by python -m train."""
+    pages = synthetic_pages(8, seed=4)
+    tok = train_wordpiece([p.text for p in pages], vocab_size=500, min_frequency=1)
+    torch.manual_seed(1)
+    bert = BertModel(BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                                intermediate_size=64, max_position_embeddings=64), add_pooling_layer=False)
+    enc_dir = tmp_path / "encoder"
+    bert.save_pretrained(enc_dir)
+    tok.save_pretrained(enc_dir)
+
+    joint = JointModel.from_encoder(str(enc_dir), entity_tagset(["LOC", "ORG", "PERS"]).tags, window_length=64)
+    loaded = joint.encoder.state_dict()
+    for k, v in bert.state_dict().items():
+        assert torch.equal(loaded[k], v), k
+
+    cfg = tiny_config(tmp_path, *data_files)
+    rc = main([str(cfg), *TINY_OVERRIDES, f"model.encoder={enc_dir}", "training.max_steps=3"])
+    assert rc == 0
+    trained = AutoModel.from_pretrained(tmp_path / "model")
+    assert trained.config.encoder_config.hidden_size == 32
+    assert AutoTokenizer.from_pretrained(tmp_path / "model").get_vocab() == tok.get_vocab()
+
+
+def test_mix_weights():
+    import random
+
+    a, b = [object() for _ in range(10)], [object() for _ in range(4)]
+    out = mix([(a, 2.0), (b, 0.5)], random.Random(0))
+    assert len(out) == 22
+    assert all(out.count(x) == 2 for x in a)
+    assert sum(out.count(x) for x in b) == 2
