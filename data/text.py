@@ -118,6 +118,8 @@ _MAP = {
 }
 _TABLE = {cp: None for cp in _DELETE}
 _TABLE.update({ord(k): v for k, v in _MAP.items() if len(k) == 1})
+# Lone surrogates ("\ud800" is valid JSON) cannot reach the tokenizer: the model sees U+FFFD.
+_TABLE.update({cp: "\ufffd" for cp in range(0xD800, 0xE000)})
 _PRESENTATION_RE = re.compile("[\ufb50-\ufdff\ufe70-\ufeff\uff00-\uffef]")
 
 
