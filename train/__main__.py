@@ -70,6 +70,8 @@ def training_arguments(cfg: RunConfig) -> TrainingArguments:
         include_num_input_tokens_seen="non_padding", disable_tqdm=False,
         **precision_flags(t.precision),
     )
+    if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        kwargs["use_cpu"] = True  # accelerate sets up multi-CPU (gloo) DDP only when told it is on CPU
     kwargs.update(t.args)
     try:
         return TrainingArguments(**kwargs)
@@ -171,6 +173,7 @@ def write_output(trainer: JointTrainer, cfg: RunConfig, tokenizer, dev, scores: 
         write_json(tmp / "metrics.json", metrics)
         write_model_card(tmp, metrics, describe)
         publish(tmp, out)
+        shutil.rmtree(out / ".tokenizer", ignore_errors=True)  # the vocabulary shared between ranks
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

@@ -148,6 +148,8 @@ def main(argv: list[str] | None = None) -> int:
                       logging_first_step=True, seed=t.seed, report_to=report_to,
                       include_num_input_tokens_seen="non_padding",
                       dataloader_pin_memory=torch.cuda.is_available(), **precision_flags(t.precision))
+        if not torch.cuda.is_available() and int(os.environ.get("WORLD_SIZE", "1")) > 1:
+            kwargs["use_cpu"] = True  # multi-CPU (gloo) DDP under torchrun
         kwargs.update(t.args)
         try:
             args = TrainingArguments(**kwargs)
