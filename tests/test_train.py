@@ -181,6 +181,7 @@ def test_entity_regions_mask_ner_loss_outside(tiny):
     ("training.per_device_train_batch_size=2.5", "training.per_device_train_batch_size"),
     ("data.train.0.paths=[/nonexistent/train.jsonl]", "/nonexistent/train.jsonl"),
     ("training.args={no_such_arg: 1}", "training.args.no_such_arg"),
+    ("training.metric_for_best_model=eval_bogus", "training.metric_for_best_model"),
 ])
 def test_config_errors_exit_2_naming_the_key(override, names, data_files, tmp_path, capsys):
     cfg = tiny_config(tmp_path, *data_files)

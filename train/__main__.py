@@ -51,6 +51,21 @@ def parse(argv: list[str]) -> RunConfig:
     return cfg
 
 
+def check_best_metric(name: str, dev) -> None:
+    """The best-model metric must be one that the dev pages can produce (else the Trainer would
+    fail only after the first epoch)."""
+    key = name if name.startswith("eval_") else f"eval_{name}"
+    has_ner = any(p.ner_regions for p in dev)
+    has_sec = any(p.sections is not None for p in dev)
+    ok = (key == "eval_combined_f1" or (key.startswith("eval_entity_") and has_ner)
+          or key in ("eval_section_accuracy", "eval_section_macro_f1", "eval_section_body_f1",
+                     "eval_section_segment_f1") and has_sec)
+    if not ok:
+        raise ConfigError(f"training.metric_for_best_model: {name!r} is not produced by these dev pages "
+                          f"(entity gold: {has_ner}, section gold: {has_sec}); e.g. eval_combined_f1, "
+                          "eval_entity_micro_f1, eval_section_macro_f1, eval_section_accuracy")
+
+
 def training_arguments(cfg: RunConfig) -> TrainingArguments:
     t = cfg.training
     report_to = t.report_to
@@ -192,6 +207,7 @@ def main(argv: list[str] | None = None) -> int:
         dev = dev_pages(cfg.data, cfg.training.seed)
         if not dev:
             raise ConfigError("data.dev: no dev source given (the best epoch is chosen on dev)")
+        check_best_metric(cfg.training.metric_for_best_model, dev)
     except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
