@@ -58,6 +58,17 @@ def _device(name: str, world: int, local_rank: int) -> str | None:
     return name
 
 
+def _check_writable(out: Path) -> None:
+    """Fail before the model loads when the output cannot be written (and create nothing)."""
+    parent = out.parent if str(out.parent) else Path(".")
+    if out.is_dir():
+        raise JobError(f"output {out} is a folder")
+    if not parent.is_dir():
+        raise JobError(f"output folder {parent} does not exist")
+    if not os.access(out if out.exists() else parent, os.W_OK):
+        raise JobError(f"cannot write output {out}: permission denied")
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     rank, world, local_rank = _dist_env()
@@ -67,6 +78,8 @@ def main(argv: list[str] | None = None) -> int:
         check_input(args.input)
         if world > 1 and args.input == "-":
             raise JobError("a sharded run cannot read stdin: give a file or folder")
+        if args.output:
+            _check_writable(Path(args.output))
         if not Path(args.model).is_dir():
             what = "is a file, not a model folder" if Path(args.model).exists() else "not found"
             raise JobError(f"model folder {args.model}: {what}")
@@ -76,7 +89,7 @@ def main(argv: list[str] | None = None) -> int:
             tagger = Tagger.from_pretrained(args.model, device=_device(args.device, world, local_rank),
                                             dtype=None if args.dtype == "auto" else args.dtype,
                                             batch_tokens=args.batch_tokens, block_size=args.block_size)
-        except (FileNotFoundError, ValueError, OSError) as err:
+        except (FileNotFoundError, ValueError, OSError, RuntimeError, AssertionError) as err:
             raise JobError(f"cannot load the model from {args.model}: {err}") from None
         max_chars = args.max_chars if args.max_chars is not None else getattr(tagger, "max_chars", 5_000_000)
         if hasattr(tagger, "max_chars"):
@@ -99,6 +112,12 @@ def main(argv: list[str] | None = None) -> int:
     except BrokenPipeError:  # `python -m infer ... | head`
         sys.stderr.close()
         return 0
+    except KeyboardInterrupt:
+        print("interrupted: rerun the same command to resume", file=sys.stderr)
+        return 130
+    except OSError as err:  # disk full, output folder removed mid-run...
+        print(f"error: {err.strerror or err}: {err.filename or ''}".rstrip(": "), file=sys.stderr)
+        return 2
     return 0
 
 

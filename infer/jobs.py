@@ -72,6 +72,17 @@ def iter_raw(spec: str) -> Iterator[tuple[int, Raw]]:
             yield from _jsonl_lines(fh)
 
 
+def count_records(spec: str) -> int:
+    """How many output lines the input will give (no parsing: non-empty lines, or .txt files)."""
+    p = Path(spec)
+    if p.is_dir():
+        return sum(1 for f in p.iterdir() if f.suffix == ".txt" and f.is_file())
+    if p.suffix == ".txt":
+        return 1
+    with open(p, "rb") as fh:
+        return sum(1 for line in fh if line.strip())
+
+
 def _jsonl_lines(fh: IO[bytes]) -> Iterator[tuple[int, bytes]]:
     for lineno, raw in enumerate(fh, 1):
         if raw.strip():
@@ -276,8 +287,7 @@ class Job:
         sharded job is done (every rank sees the same answer)."""
         if not self.output.exists():
             return False
-        total = sum(1 for _ in iter_raw(self.input))
-        return complete_lines(self.output) >= total
+        return complete_lines(self.output) >= count_records(self.input)
 
     def _wait_for_shards(self) -> None:
         try:
@@ -287,6 +297,9 @@ class Job:
         except ImportError:
             pass
         markers = [Path(f"{self._part_of(r)}.done") for r in range(self.world)]
+        if not all(m.exists() for m in markers):
+            waiting = [r for r, m in enumerate(markers) if not m.exists()]
+            print(f"rank 0: waiting for ranks {waiting} to finish their parts", file=sys.stderr, flush=True)
         while not all(m.exists() for m in markers):
             time.sleep(0.2)
 
@@ -320,7 +333,7 @@ class Job:
         finally:
             for fh in parts:
                 fh.close()
-        total = sum(1 for _ in iter_raw(self.input))
+        total = count_records(self.input)
         if leftover or n != total:
             raise JobError(f"shards do not add up ({n} merged records for {total} input records; "
                            f"leftover lines in parts {leftover}); delete the part files and rerun")
@@ -337,7 +350,8 @@ class Job:
 
         on_record = self.on_record if on_record == "job" else on_record
 
-        bar = tqdm(unit="page", initial=done, disable=not self.progress, file=sys.stderr, dynamic_ncols=True,
+        total = count_records(self.input) if self.world == 1 and self.input != "-" and self.progress else None
+        bar = tqdm(unit="page", initial=done, total=total, disable=not self.progress, file=sys.stderr, dynamic_ncols=True,
                    desc=f"rank {self.rank}" if self.world > 1 else "tagging")
         seen_in_file = 0  # records of owned blocks that come before this point in the file
         written, chars, t0 = 0, 0, time.perf_counter()
