@@ -125,8 +125,9 @@ def make_model(cfg: RunConfig, tokenizer, types: list[str]) -> JointModel:
                 window_length=m.window_length, stride=m.stride)
     if m.lexical_buckets:
         head["lexical_buckets"] = m.lexical_buckets
+        head["lexical_dim"] = m.lexical_dim
     if m.encoder:
-        model = JointModel.from_encoder(m.encoder, tags, **head)
+        model = init_lexical(JointModel.from_encoder(m.encoder, tags, **head), m.lexical_vectors)
         limit = model.config.encoder_config.max_position_embeddings
         if m.window_length > limit:
             raise ConfigError(f"model.window_length: {m.window_length} is over the encoder's {limit} positions")
@@ -140,7 +141,22 @@ def make_model(cfg: RunConfig, tokenizer, types: list[str]) -> JointModel:
                      max_position_embeddings=m.window_length, pad_token_id=tokenizer.pad_token_id)
     config = JointConfig(encoder=enc, id2label=dict(enumerate(tags)), label2id={t: i for i, t in enumerate(tags)},
                          **head)
-    return JointModel(config)
+    return init_lexical(JointModel(config), m.lexical_vectors)
+
+
+def init_lexical(model: JointModel, vectors: str | None) -> JointModel:
+    """Start the hashed lexical table from static word vectors (``python -m train.embeddings``)."""
+    if vectors and model.config.lexical_buckets:
+        from gensim.models import KeyedVectors
+
+        from train.embeddings import init_lexical_table
+
+        table = model.lexical.weight.data
+        arr = table.numpy().copy()
+        n = init_lexical_table(arr, KeyedVectors.load(vectors))
+        table.copy_(torch.from_numpy(arr))
+        print(f"lexical table: {n} rows initialised from {vectors}", file=sys.stderr)
+    return model
 
 
 def describe_sources(cfg: RunConfig, n_train: int, n_dev: int) -> str:
@@ -186,7 +202,7 @@ def write_output(trainer: JointTrainer, cfg: RunConfig, tokenizer, dev, scores: 
         write_json(tmp / "log_history.json", trainer.state.log_history)
         write_report(tmp, metrics, title=f"Training: {out.name}", log_history=trainer.state.log_history)
         write_json(tmp / "metrics.json", metrics)
-        write_model_card(tmp, metrics, describe)
+        write_model_card(tmp, metrics, describe, name=out.name)
         publish(tmp, out)
         shutil.rmtree(out / ".tokenizer", ignore_errors=True)  # the vocabulary shared between ranks
     except BaseException:

@@ -89,6 +89,9 @@ class ModelConfig:
     section_loss_weight: float = field(default=1.0, metadata={"help": "loss = ner + weight * section"})
     classifier_dropout: float = field(default=0.1, metadata={"help": "dropout before both heads"})
     lexical_buckets: int = field(default=0, metadata={"help": "hashed lexical word features (0: none)"})
+    lexical_dim: int = field(default=64, metadata={"help": "size of the lexical feature embedding"})
+    lexical_vectors: str | None = field(default=None, metadata={
+        "help": "word vectors (python -m train.embeddings OUT/vectors.kv) that initialise the lexical table"})
     entity_types: list[str] | None = field(default=None, metadata={
         "help": "NER types; default: the types found in the training data"})
 
@@ -283,6 +286,8 @@ def check_paths(cfg: RunConfig) -> None:
     for key, name in (("model.encoder", cfg.model.encoder), ("tokenizer.name_or_path", cfg.tokenizer.name_or_path)):
         if name and looks_local(name) and not Path(name).expanduser().is_dir():
             raise ConfigError(f"{key}: folder {name!r} does not exist")
+    if cfg.model.lexical_vectors and not Path(cfg.model.lexical_vectors).exists():
+        raise ConfigError(f"model.lexical_vectors: path {cfg.model.lexical_vectors!r} does not exist")
     if not cfg.data.train:
         raise ConfigError("data.train: no training source given")
 
