@@ -57,7 +57,8 @@ class PageEncoder:
     evaluator and the Tagger."""
 
     def __init__(self, tokenizer, max_length: int = 512, stride: int = 128,
-                 max_subwords_per_word: int = 32, cache_size: int = 500_000, lexical_buckets: int = 0):
+                 max_subwords_per_word: int = 32, cache_size: int = 500_000, lexical_buckets: int = 0,
+                 lexical_window: int = 0):
         self.tokenizer = tokenizer
         self.body = max_length - 2
         if self.body < 8:
@@ -71,13 +72,15 @@ class PageEncoder:
         self._cache: dict[str, list[int]] = {}
         self._cache_size = cache_size
         self.lexical_buckets = lexical_buckets
+        self.lexical_window = lexical_window
         self._lex_cache: dict[str, tuple[int, ...]] = {}
 
     @classmethod
     def from_config(cls, tokenizer, config, **kwargs) -> "PageEncoder":
         """The encoder a joint model was trained with: same window, stride and lexical features."""
         return cls(tokenizer, max_length=config.window_length, stride=config.stride,
-                   lexical_buckets=getattr(config, "lexical_buckets", 0), **kwargs)
+                   lexical_buckets=getattr(config, "lexical_buckets", 0),
+                   lexical_window=getattr(config, "lexical_window", 0), **kwargs)
 
     # -- subwords ---------------------------------------------------------------------------
     def subwords(self, word_strings: list[str]) -> list[list[int]]:
@@ -96,8 +99,8 @@ class PageEncoder:
                 cache[missing[i]] = (toks or [self.unk_id])[: self.max_subwords]
         return [cache[w] for w in word_strings]
 
-    def lexical_ids(self, word_strings: list[str]) -> np.ndarray:
-        """Hashed lexical features per word, ``(n_words, LEXICAL_FEATURES)``: see :func:`lexical_keys`."""
+    def lexical_hashes(self, word_strings: list[str]) -> np.ndarray:
+        """CRC32 of each word's lexical keys, ``(n_words, LEXICAL_FEATURES)``: see :func:`lexical_keys`."""
         cache = self._lex_cache
         if len(cache) > self._cache_size:
             cache.clear()
@@ -105,8 +108,7 @@ class PageEncoder:
         for i, w in enumerate(word_strings):
             ids = cache.get(w)
             if ids is None:
-                ids = cache[w] = tuple(zlib.crc32(k.encode("utf-8")) % self.lexical_buckets
-                                       for k in lexical_keys(normalize(w)))
+                ids = cache[w] = tuple(zlib.crc32(k.encode("utf-8")) for k in lexical_keys(normalize(w)))
             out[i] = ids
         return out
 
@@ -125,7 +127,8 @@ class PageEncoder:
             "n_lines": len(page.lines),
         }
         if self.lexical_buckets:
-            feat["lex_ids"] = self.lexical_ids([text[s:e] for s, e in spans.tolist()])
+            hashes = self.lexical_hashes([text[s:e] for s, e in spans.tolist()])
+            feat["lex_ids"] = lexical_window(hashes, page.word_line, self.lexical_buckets, self.lexical_window)
         if ner_tags is not None:
             feat["ner_labels"] = ner_labels(page, ner_tags)
             feat["section_labels"] = section_labels(page)
@@ -209,6 +212,28 @@ def lexical_keys(n: str) -> tuple[str, ...]:
             break
     return (f"w:{n}", f"s:{stem}", f"p1:{n[:1]}", f"p2:{n[:2]}", f"p3:{n[:3]}", f"x1:{n[-1:]}",
             f"x2:{n[-2:]}", f"x3:{n[-3:]}", f"h:{_shape(n)}", f"sx3:{stem[-3:]}|{stem[:2]}")
+
+
+_SALT = 0x9E3779B1
+
+
+def lexical_bucket(hashes: np.ndarray, offset: int, buckets: int) -> np.ndarray:
+    """Bucket of a lexical key seen at ``offset`` words from the word being tagged (0 is padding)."""
+    return 1 + (hashes + (offset + 64) * _SALT) % (buckets - 1)
+
+
+def lexical_window(hashes: np.ndarray, word_line: np.ndarray, buckets: int, radius: int) -> np.ndarray:
+    """Lexical bucket ids of each word and of its neighbours up to ``radius`` words away on the same
+    line, ``(n_words, (2 * radius + 1) * LEXICAL_FEATURES)`` int32. Summed by an EmbeddingBag and
+    projected, they give the NER head what a linear-chain CRF's unary features give it."""
+    n, k = hashes.shape
+    out = np.zeros((n, 2 * radius + 1, k), dtype=np.int32)
+    for j, d in enumerate(range(-radius, radius + 1)):
+        src = np.arange(n) + d
+        ok = (src >= 0) & (src < n)
+        ok[ok] &= word_line[src[ok]] == word_line[ok]
+        out[ok, j] = lexical_bucket(hashes[src[ok]], d, buckets)
+    return out.reshape(n, -1)
 
 
 def ner_labels(page: Page, tags: TagSet) -> np.ndarray:

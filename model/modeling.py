@@ -28,7 +28,7 @@ class JointConfig(PreTrainedConfig):
     def __init__(self, encoder=None, section_labels=None, section_loss_weight: float = 1.0,
                  line_hidden_size: int = 128, line_layers: int = 1, classifier_dropout: float = 0.1,
                  window_length: int = 512, stride: int = 128, lexical_buckets: int = 0,
-                 lexical_dim: int = 64, **kwargs):
+                 lexical_dim: int = 64, lexical_window: int = 0, **kwargs):
         if isinstance(encoder, PreTrainedConfig):
             encoder = encoder.to_dict()
         self.encoder = encoder
@@ -41,6 +41,7 @@ class JointConfig(PreTrainedConfig):
         self.stride = stride
         self.lexical_buckets = lexical_buckets
         self.lexical_dim = lexical_dim
+        self.lexical_window = lexical_window
         super().__init__(**kwargs)
 
     @property
@@ -84,7 +85,7 @@ class JointModel(PreTrainedModel):
         self.ner_head = nn.Linear(hidden, config.num_labels)
         if config.lexical_buckets:
             # Hashed lexical features (data.features.lexical_keys), summed and added to word states.
-            self.lexical = nn.EmbeddingBag(config.lexical_buckets, config.lexical_dim, mode="sum")
+            self.lexical = nn.EmbeddingBag(config.lexical_buckets, config.lexical_dim, mode="sum", padding_idx=0)
             self.lexical_proj = nn.Linear(config.lexical_dim, hidden)
         self.line_rnn = nn.GRU(hidden, config.line_hidden_size, num_layers=config.line_layers,
                                batch_first=True, bidirectional=True)

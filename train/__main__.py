@@ -126,6 +126,7 @@ def make_model(cfg: RunConfig, tokenizer, types: list[str]) -> JointModel:
     if m.lexical_buckets:
         head["lexical_buckets"] = m.lexical_buckets
         head["lexical_dim"] = m.lexical_dim
+        head["lexical_window"] = m.lexical_window
     if m.encoder:
         model = init_lexical(JointModel.from_encoder(m.encoder, tags, **head), m.lexical_vectors)
         limit = model.config.encoder_config.max_position_embeddings
@@ -153,7 +154,7 @@ def init_lexical(model: JointModel, vectors: str | None) -> JointModel:
 
         table = model.lexical.weight.data
         arr = table.numpy().copy()
-        n = init_lexical_table(arr, KeyedVectors.load(vectors))
+        n = init_lexical_table(arr, KeyedVectors.load(vectors), radius=model.config.lexical_window)
         table.copy_(torch.from_numpy(arr))
         print(f"lexical table: {n} rows initialised from {vectors}", file=sys.stderr)
     return model
@@ -247,7 +248,8 @@ def main(argv: list[str] | None = None) -> int:
 
     trainer = JointTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=dev,
                            data_collator=encoder.collate, processing_class=tokenizer,
-                           eval_batch_tokens=cfg.training.eval_batch_tokens)
+                           eval_batch_tokens=cfg.training.eval_batch_tokens,
+                           lexical_lr_multiplier=cfg.training.lexical_lr_multiplier)
     result = trainer.train(resume_from_checkpoint=checkpoint)
     runtime = result.metrics.get("train_runtime", 0.0)
     tokens = trainer.state.num_input_tokens_seen

@@ -90,6 +90,7 @@ class ModelConfig:
     classifier_dropout: float = field(default=0.1, metadata={"help": "dropout before both heads"})
     lexical_buckets: int = field(default=0, metadata={"help": "hashed lexical word features (0: none)"})
     lexical_dim: int = field(default=64, metadata={"help": "size of the lexical feature embedding"})
+    lexical_window: int = field(default=2, metadata={"help": "neighbour words on each side whose lexical features a word sees"})
     lexical_vectors: str | None = field(default=None, metadata={
         "help": "word vectors (python -m train.embeddings OUT/vectors.kv) that initialise the lexical table"})
     entity_types: list[str] | None = field(default=None, metadata={
@@ -107,6 +108,8 @@ class TrainingConfig:
     per_device_train_batch_size: int = field(default=8, metadata={"help": "pages per device and step"})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "steps accumulated per update"})
     eval_batch_tokens: int = field(default=16384, metadata={"help": "Tagger token budget for dev evaluation"})
+    lexical_lr_multiplier: float = field(default=1.0, metadata={
+        "help": "learning rate of the hashed lexical table, as a multiple of learning_rate"})
     precision: Literal["auto", "fp32", "bf16", "fp16"] = field(default="auto", metadata={
         "help": "auto: bf16 on a GPU that has it, else fp16 on GPU, fp32 on CPU"})
     metric_for_best_model: str = field(default="eval_combined_f1", metadata={

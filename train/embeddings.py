@@ -17,7 +17,7 @@ from typing import Iterator
 
 import numpy as np
 
-from data.features import lexical_keys
+from data.features import lexical_bucket, lexical_keys
 from data.text import normalize, words
 
 
@@ -54,8 +54,9 @@ def train_vectors(news: list[str], conll: list[str], dim: int = 64, epochs: int 
     return w2v.wv
 
 
-def init_lexical_table(table: np.ndarray, kv, max_words: int = 300_000) -> int:
-    """Write word vectors into the lexical buckets of each word (``w:``) and of its stem (``s:``).
+def init_lexical_table(table: np.ndarray, kv, radius: int = 0, max_words: int = 300_000) -> int:
+    """Write word vectors into the lexical buckets of each word (``w:``) and of its stem (``s:``),
+    at every neighbour offset of the lexical window.
 
     Rows that several words share get their mean. The table is ``(buckets, dim)``; vectors are
     scaled to the table's own init scale so training starts in the same regime. Returns the number
@@ -65,16 +66,19 @@ def init_lexical_table(table: np.ndarray, kv, max_words: int = 300_000) -> int:
         raise ValueError(f"vectors have {kv.vector_size} dims but the lexical table has {dim}")
     sums = np.zeros_like(table, dtype=np.float64)
     counts = np.zeros(buckets, dtype=np.int64)
-    for word in kv.index_to_key[:max_words]:
-        keys = lexical_keys(word)
-        for key in (keys[0], keys[1]):
-            b = zlib.crc32(key.encode("utf-8")) % buckets
-            sums[b] += kv[word]
-            counts[b] += 1
+    vocab = kv.index_to_key[:max_words]
+    for pos in (0, 1):  # the word and its stem
+        hashes = np.asarray([zlib.crc32(lexical_keys(w)[pos].encode("utf-8")) for w in vocab], dtype=np.int64)
+        vecs = np.asarray(kv.vectors[: len(vocab)], dtype=np.float64)
+        for d in range(-radius, radius + 1):
+            b = lexical_bucket(hashes, d, buckets)
+            np.add.at(sums, b, vecs)
+            np.add.at(counts, b, 1)
     rows = counts > 0
     vec = sums[rows] / counts[rows, None]
     scale = float(np.std(table)) / max(float(np.std(vec)), 1e-8)
     table[rows] = (vec * scale).astype(table.dtype)
+    table[0] = 0  # padding
     return int(rows.sum())
 
 

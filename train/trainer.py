@@ -41,10 +41,31 @@ def dev_scores(pages: Sequence[Page], records: Sequence[dict], types: Sequence[s
 class JointTrainer(Trainer):
     """``eval_dataset`` is a list of gold :class:`Page` objects, not features."""
 
-    def __init__(self, *args, eval_batch_tokens: int = 16384, **kwargs):
+    def __init__(self, *args, eval_batch_tokens: int = 16384, lexical_lr_multiplier: float = 1.0, **kwargs):
         super().__init__(*args, **kwargs)
         self.eval_batch_tokens = eval_batch_tokens
+        self.lexical_lr_multiplier = lexical_lr_multiplier
         self.last_eval: dict | None = None
+
+    def create_optimizer(self, model=None):
+        """The default AdamW groups, with the hashed lexical table on its own learning rate: each of
+        its rows is touched by few words per step, so it learns slowly at the encoder's rate."""
+        if self.optimizer is not None or self.lexical_lr_multiplier == 1.0:
+            return super().create_optimizer(model)
+        opt_model = self.model if model is None else model
+        decay = set(self.get_decay_parameter_names(opt_model))
+        groups: dict[tuple[bool, bool], list] = {}
+        for name, p in opt_model.named_parameters():
+            if p.requires_grad:
+                groups.setdefault((name in decay, name.startswith("lexical")), []).append(p)
+        lr = self.args.learning_rate
+        param_groups = [{"params": ps, "weight_decay": self.args.weight_decay if d else 0.0,
+                         "lr": lr * (self.lexical_lr_multiplier if lex else 1.0)}
+                        for (d, lex), ps in groups.items()]
+        cls, kwargs = self.get_optimizer_cls_and_kwargs(self.args, opt_model)
+        kwargs.pop("lr", None)
+        self.optimizer = cls(param_groups, lr=lr, **kwargs)
+        return self.optimizer
 
     def tag(self, pages: Sequence[Page]) -> list[dict]:
         """Tagger records for ``pages`` from the model being trained (left in training mode after)."""
