@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import importlib.util
+import json
 import os
 import platform
 import shutil
@@ -26,7 +27,7 @@ from pathlib import Path
 import torch
 import yaml
 from transformers import AutoTokenizer, BertConfig, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from data.features import PageEncoder
 from data.labels import entity_tagset
@@ -169,6 +170,21 @@ def describe_sources(cfg: RunConfig, n_train: int, n_dev: int) -> str:
                      + ["", f"Dev pages: {n_dev}."] + [line(s) for s in cfg.data.dev])
 
 
+def last_complete_checkpoint(out: Path) -> str | None:
+    """The newest checkpoint that Trainer finished saving. Trainer writes ``trainer_state.json`` last,
+    so a folder that a kill interrupted mid-save (config.json, maybe part of the weights) is skipped
+    instead of failing the resume."""
+    done = []
+    for p in out.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        step = p.name[len(PREFIX_CHECKPOINT_DIR) + 1:]
+        try:
+            if step.isdigit() and json.loads((p / "trainer_state.json").read_text(encoding="utf-8")):
+                done.append((int(step), p))
+        except (OSError, ValueError):
+            continue
+    return str(max(done)[1]) if done else None
+
+
 def publish(tmp: Path, out: Path) -> None:
     """Move the finished files into ``out``. ``config.json`` goes last and the old one goes first,
     so a folder that a killed run leaves behind never looks like a complete model."""
@@ -230,7 +246,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    checkpoint = get_last_checkpoint(str(out))
+    checkpoint = last_complete_checkpoint(out)
     if checkpoint:
         print(f"resuming from {checkpoint}", file=sys.stderr)
     types = cfg.model.entity_types or entity_types(train_pages)

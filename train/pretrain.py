@@ -28,12 +28,11 @@ import torch
 import yaml
 from transformers import (AutoModelForMaskedLM, AutoTokenizer, BertConfig, BertForMaskedLM,
                           DataCollatorForLanguageModeling, Trainer, TrainingArguments, set_seed)
-from transformers.trainer_utils import get_last_checkpoint
 
 from data.features import PageEncoder
 from data.schema import Page
 from model import train_wordpiece
-from train.__main__ import publish
+from train.__main__ import last_complete_checkpoint, publish
 from train.config import ConfigError, TokenizerConfig, help_text, load_config, looks_local, to_dict
 from train.data import texts_of
 from train.report import write_json, write_text
@@ -164,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     out = Path(cfg.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    checkpoint = get_last_checkpoint(str(out))
+    checkpoint = last_complete_checkpoint(out)
     m = cfg.model
     if checkpoint:
         print(f"resuming from {checkpoint}", file=sys.stderr)
