@@ -12,6 +12,7 @@ from typing import Sequence
 
 import torch
 from transformers import Trainer
+from transformers.trainer_pt_utils import LengthGroupedSampler
 
 from data.schema import Page
 from infer.tagger import Tagger
@@ -36,6 +37,20 @@ def dev_scores(pages: Sequence[Page], records: Sequence[dict], types: Sequence[s
                          flat.get("section_macro_f1") if secs else None) if v is not None]
     flat["combined_f1"] = sum(parts) / len(parts) if parts else 0.0
     return {"flat": flat, "entities": ents, "sections": secs}
+
+
+class EpochSeededLengthSampler(LengthGroupedSampler):
+    """Length-grouped order that depends only on (seed, epoch). The stock sampler draws from the global
+    RNG, so a run resumed mid-epoch skipped the first batches of a *different* order: some pages were
+    trained twice in that epoch and others not at all. Trainer calls ``set_epoch`` before each epoch."""
+
+    def __init__(self, batch_size: int, lengths: list[int], seed: int):
+        super().__init__(batch_size, lengths=lengths, generator=torch.Generator())
+        self.seed = seed
+        self.set_epoch(0)
+
+    def set_epoch(self, epoch: int) -> None:
+        self.generator.manual_seed(self.seed + int(epoch))
 
 
 class JointTrainer(Trainer):
@@ -66,6 +81,12 @@ class JointTrainer(Trainer):
         kwargs.pop("lr", None)
         self.optimizer = cls(param_groups, lr=lr, **kwargs)
         return self.optimizer
+
+    def _get_train_sampler(self, train_dataset=None):
+        sampler = super()._get_train_sampler(train_dataset)
+        if type(sampler) is LengthGroupedSampler:
+            return EpochSeededLengthSampler(sampler.batch_size, sampler.lengths, self.args.seed)
+        return sampler
 
     def tag(self, pages: Sequence[Page]) -> list[dict]:
         """Tagger records for ``pages`` from the model being trained (left in training mode after)."""
