@@ -2,10 +2,17 @@
 
     python -m train.baselines crf --train TRAIN.txt --test TEST.txt [--test ...] --dev-fraction 0.1 --out DIR
     python -m train.baselines extractors --pages FILE.jsonl [--pages ...] --out DIR
+    python -m train.baselines hf-ner --train TRAIN.txt --test TEST.txt [--test ...] --out DIR [--tokenizer DIR]
 
 ``crf``: a linear-chain CRF (sklearn-crfsuite) on word-shape and affix features, the classic non-neural
 ANERcorp baseline. The last ``--dev-fraction`` of the training sentences (file order) is held out as
 dev, per the datasets README; nothing is tuned on the test files.
+
+``hf-ner``: HF's standard token-classification recipe (transformers' examples/pytorch/token-classification/
+run_ner.py): a ``datasets.Dataset`` of sentences, words tokenized with ``is_split_into_words=True``, the
+label on each word's first subtoken (others -100), ``BertForTokenClassification`` from a fresh ``BertConfig``
+(no pre-training), ``Trainer`` + ``DataCollatorForTokenClassification``, seqeval on dev after every epoch.
+Scores are on the file's tokens: a word cut off by ``--max-length`` counts as predicted ``O``.
 
 ``extractors``: trafilatura and jusText, the usual main-text extractors, on each page rendered as HTML
 with one ``<p>`` per line. A line counts as extracted body when its text occurs in the extractor output.
@@ -179,6 +186,130 @@ def run_extractors(args: argparse.Namespace) -> dict:
     return {"baseline": "extractors", "skipped": skipped, "systems": systems}
 
 
+
+# ---------------------------------------------------------------------------------------------
+# HF token classification (run_ner.py recipe)
+
+
+def run_hf_ner(args: argparse.Namespace) -> dict:
+    import numpy as np
+    from datasets import Dataset
+    from torch.utils.data import SequentialSampler
+    from transformers import (AutoTokenizer, BertConfig, BertForTokenClassification,
+                              DataCollatorForTokenClassification, Trainer, TrainingArguments, set_seed)
+
+    t0 = time.time()
+    set_seed(args.seed)
+    sents = read_conll_sentences(args.train, TAG_MAPS[guess_format(args.train)])
+    n_dev = int(round(len(sents) * args.dev_fraction))
+    train, dev = sents[:len(sents) - n_dev], sents[len(sents) - n_dev:]
+    label_list = sorted({t for _, tags in train for t in tags})
+    label2id = {l: i for i, l in enumerate(label_list)}
+    print(f"train {len(train)} sentences, dev {len(dev)}; labels {label_list}", flush=True)
+
+    if args.tokenizer:
+        tokenizer = AutoTokenizer.from_pretrained(args.tokenizer)
+    else:
+        from model.vocab import train_wordpiece
+
+        tokenizer = train_wordpiece((" ".join(t) for t, _ in train), vocab_size=args.vocab_size,
+                                    model_max_length=args.max_length)
+    print(f"tokenizer: {args.tokenizer or 'WordPiece trained on the train sentences'}, vocab {len(tokenizer)}",
+          flush=True)
+
+    def dataset(data: list) -> Dataset:
+        words = [[normalize(w) or "[UNK]" for w in toks] for toks, _ in data]
+        ds = Dataset.from_dict({"tokens": words, "ner_tags": [[label2id.get(t, label2id["O"]) for t in tags]
+                                                              for _, tags in data]})
+
+        def tokenize_and_align_labels(batch):
+            enc = tokenizer(batch["tokens"], truncation=True, max_length=args.max_length, is_split_into_words=True)
+            enc["labels"], enc["word_index"] = [], []
+            for i, tags in enumerate(batch["ner_tags"]):
+                labels, firsts, prev = [], [], None
+                for w in enc.word_ids(batch_index=i):
+                    if w is None or w == prev:
+                        labels.append(-100)
+                    else:
+                        labels.append(tags[w])
+                        firsts.append(w)
+                    prev = w
+                enc["labels"].append(labels)
+                enc["word_index"].append(firsts)  # which word each labelled position is (dropped by Trainer)
+            return enc
+
+        return ds.map(tokenize_and_align_labels, batched=True, remove_columns=ds.column_names)
+
+    def scores(logits: np.ndarray, labels: np.ndarray, ds: Dataset, gold: list) -> dict:
+        """Entity metrics on every token of the file: first-subtoken predictions put back on their words."""
+        preds = np.argmax(logits, axis=-1)
+        y_pred = []
+        for p, l, want, idx, (toks, _) in zip(preds, labels, ds["labels"], ds["word_index"], gold):
+            if l[l != -100].tolist() != [x for x in want if x != -100]:
+                raise RuntimeError("predictions are not in dataset order")
+            tags = ["O"] * len(toks)
+            for w, k in zip(idx, p[l != -100]):
+                tags[w] = label_list[k]
+            y_pred.append(tags)
+        return entity_metrics_from_tags([g for _, g in gold], y_pred)
+
+    train_ds, dev_ds = dataset(train), dataset(dev)
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=args.hidden_size, num_hidden_layers=args.layers,
+                        num_attention_heads=args.heads, intermediate_size=args.intermediate,
+                        max_position_embeddings=max(512, args.max_length), pad_token_id=tokenizer.pad_token_id,
+                        num_labels=len(label_list), id2label=dict(enumerate(label_list)), label2id=label2id)
+    model = BertForTokenClassification(config)
+    print(f"model: {sum(p.numel() for p in model.parameters()) / 1e6:.1f}M parameters", flush=True)
+
+    def compute_metrics(p) -> dict:
+        e = scores(p.predictions, p.label_ids, dev_ds, dev)
+        print(f"dev micro-F1 {100 * e['micro']['f1']:.1f}  macro-F1 {100 * e['macro']['f1']:.1f}", flush=True)
+        return {"micro_f1": e["micro"]["f1"], "macro_f1": e["macro"]["f1"]}
+
+    training_args = TrainingArguments(
+        output_dir=str(Path(args.out) / "trainer"), num_train_epochs=args.epochs, learning_rate=args.lr,
+        per_device_train_batch_size=args.batch_size, per_device_eval_batch_size=args.batch_size,
+        warmup_steps=args.warmup, seed=args.seed, eval_strategy="epoch" if dev else "no", save_strategy="no",
+        logging_strategy="steps", logging_steps=args.logging_steps, report_to="none", use_cpu=True,
+        disable_tqdm=True, include_num_input_tokens_seen="non_padding", train_sampling_strategy=args.sampling)
+    class SequentialEvalTrainer(Trainer):
+        """Trainer whose eval/predict keep dataset order: with train_sampling_strategy="group_by_length",
+        transformers 5.x also length-groups (reorders) the eval batches, and predictions come back shuffled."""
+
+        def _get_eval_sampler(self, eval_dataset):
+            return SequentialSampler(eval_dataset)
+
+    trainer = SequentialEvalTrainer(model=model, args=training_args, train_dataset=train_ds, eval_dataset=dev_ds if dev else None,
+                      processing_class=tokenizer, data_collator=DataCollatorForTokenClassification(tokenizer),
+                      compute_metrics=compute_metrics)
+    result = trainer.train()
+    history = trainer.state.log_history
+    train_s = result.metrics["train_runtime"]
+    eval_s = sum(h.get("eval_runtime", 0.0) for h in history)
+    tokens = trainer.state.num_input_tokens_seen
+    trainer.save_model(str(Path(args.out) / "model"))
+    trainer.compute_metrics = None  # compute_metrics scores the dev set; below, each file is scored on its own
+
+    blocks = {}
+    evals = [("dev (last {:.0%} of train)".format(args.dev_fraction), dev, args.train)] if dev else []
+    evals += [(conll_name(Path(p)), read_conll_sentences(p, TAG_MAPS[guess_format(p)]), p) for p in args.test]
+    for name, data, src in evals:
+        ds = dev_ds if data is dev else dataset(data)
+        out = trainer.predict(ds)
+        blocks[name] = {"source": str(src), "n_sentences": len(data), "unit": "token",
+                        "entities": scores(out.predictions, out.label_ids, ds, data)}
+    losses = [h["loss"] for h in history if "loss" in h]
+    settings = {k: getattr(args, k) for k in ("tokenizer", "vocab_size", "hidden_size", "layers", "heads",
+                                              "intermediate", "max_length", "epochs", "lr", "warmup",
+                                              "batch_size", "seed", "sampling")}
+    settings.update(vocab=len(tokenizer), labels=label_list, train_sentences=len(train), dev_sentences=len(dev),
+                    parameters=sum(p.numel() for p in model.parameters()))
+    return {"baseline": "hf-ner", "settings": settings,
+            "train_s": round(train_s, 1), "train_eval_s": round(eval_s, 1),
+            "train_tokens": int(tokens), "train_tokens_per_s": round(tokens / max(train_s - eval_s, 1e-9), 1),
+            "train_loss_first": losses[0] if losses else None, "train_loss_last": losses[-1] if losses else None,
+            "log_history": history, "wall_s": round(time.time() - t0, 1), "systems": {"hf-ner": blocks}}
+
 # ---------------------------------------------------------------------------------------------
 
 
@@ -196,12 +327,32 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     e = sub.add_parser("extractors", help="trafilatura and jusText body-line F1 on page JSONL")
     e.add_argument("--pages", action="extend", nargs="+", required=True, help="labelled page JSONL")
     e.add_argument("--out", required=True)
+    h = sub.add_parser("hf-ner", help="HF run_ner.py recipe: BertForTokenClassification from scratch + Trainer")
+    h.add_argument("--train", required=True, help="CoNLL training file (ANERcorp train)")
+    h.add_argument("--test", action="extend", nargs="+", default=[], help="CoNLL test file(s)")
+    h.add_argument("--dev-fraction", type=float, default=0.1, help="last fraction of train sentences held out")
+    h.add_argument("--tokenizer", help="saved tokenizer folder; default: train a WordPiece on the train sentences")
+    h.add_argument("--vocab-size", type=int, default=8000, help="WordPiece size when training one")
+    h.add_argument("--hidden-size", type=int, default=256)
+    h.add_argument("--layers", type=int, default=4)
+    h.add_argument("--heads", type=int, default=4)
+    h.add_argument("--intermediate", type=int, default=1024)
+    h.add_argument("--max-length", type=int, default=256, help="subtokens per sentence (longer ones truncated)")
+    h.add_argument("--epochs", type=float, default=8)
+    h.add_argument("--lr", type=float, default=1e-3)
+    h.add_argument("--warmup", type=float, default=0.1, help="warmup steps, or a fraction (< 1) of all steps")
+    h.add_argument("--batch-size", type=int, default=32)
+    h.add_argument("--seed", type=int, default=12345)
+    h.add_argument("--sampling", default="group_by_length", choices=["random", "group_by_length"],
+                   help="Trainer's train_sampling_strategy (group_by_length: less padding, ~2x faster on CPU)")
+    h.add_argument("--logging-steps", type=int, default=20)
+    h.add_argument("--out", required=True)
     return p.parse_args(argv)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
-    files = [args.train, *args.test] if args.which == "crf" else list(args.pages)
+    files = [args.train, *args.test] if args.which in ("crf", "hf-ner") else list(args.pages)
     for f in files:
         if not Path(f).is_file():
             print(f"error: file not found: {f}", file=sys.stderr)
@@ -213,6 +364,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             print("error: sklearn-crfsuite is not installed (pip install sklearn-crfsuite)", file=sys.stderr)
             return 2
         metrics = run_crf(args)
+    elif args.which == "hf-ner":
+        metrics = run_hf_ner(args)
     else:
         metrics = run_extractors(args)
     out = Path(args.out)
@@ -221,6 +374,12 @@ def main(argv: Sequence[str] | None = None) -> int:
                  "baselines": {}}
     if args.which == "crf":
         write_report(out, report_in, title="Baseline: CRF (sklearn-crfsuite), word-shape and affix features")
+    elif args.which == "hf-ner":
+        st = metrics["settings"]
+        write_report(out, report_in, log_history=metrics["log_history"],
+                     title=f"Baseline: HF run_ner.py recipe, BertForTokenClassification from scratch "
+                           f"({st['layers']}x{st['hidden_size']}, {st['epochs']:g} epochs, lr {st['lr']:g}; "
+                           f"train {metrics['train_s']} s, {metrics['train_tokens_per_s']:.0f} tokens/s)")
     else:
         write_report(out, {"blocks": {}, "baselines": metrics["systems"]}, title="Baselines: main-text extractors")
     write_json(out / "metrics.json", metrics)
