@@ -10,6 +10,7 @@ whatever the number of windows.
 from __future__ import annotations
 
 import zlib
+from itertools import chain
 from dataclasses import dataclass
 
 import numpy as np
@@ -33,16 +34,25 @@ class WindowPlan:
     word_pos: np.ndarray  # position inside the window, counting the leading [CLS]
 
 
-def plan_windows(word_first: np.ndarray, n_tokens: int, body: int, stride: int) -> WindowPlan:
-    """Overlapping windows of ``body`` subwords, advancing by ``body - stride``; the last window is
-    aligned to the end so every window but a short page's only one is full."""
+def plan_windows(word_first: np.ndarray, n_tokens: int, body: int, stride: int,
+                 last_window: str = "align") -> WindowPlan:
+    """Overlapping windows of ``body`` subwords, advancing by ``body - stride``.
+
+    ``last_window="align"``: the last window is aligned to the end, so every window but a short
+    page's only one is full (a 1,000-subword page then costs three full 510-subword windows).
+    ``"short"``: the last window keeps the regular step and is shorter, as the HF pipeline's
+    ``stride`` chunks are; the length-sorted batches of the Tagger absorb the short windows, and the
+    encoder sees about ``body / (body - stride)`` positions per subword instead of up to 1.5x that."""
     step = max(1, body - stride)
     if n_tokens <= body:
         starts = np.zeros(1, dtype=np.int64)
     else:
         n = int(np.ceil((n_tokens - body) / step)) + 1
-        starts = np.minimum(np.arange(n, dtype=np.int64) * step, n_tokens - body)
-        starts = np.unique(starts)
+        starts = np.arange(n, dtype=np.int64) * step
+        if last_window == "align":
+            starts = np.unique(np.minimum(starts, n_tokens - body))
+        elif last_window != "short":
+            raise ValueError(f"last_window {last_window!r}: use 'align' or 'short'")
     ends = np.minimum(starts + body, n_tokens)
     # Ownership switches from window w to w+1 in the middle of their overlap, where a token has the
     # same context on both sides in the two windows.
@@ -58,7 +68,7 @@ class PageEncoder:
 
     def __init__(self, tokenizer, max_length: int = 512, stride: int = 128,
                  max_subwords_per_word: int = 32, cache_size: int = 500_000, lexical_buckets: int = 0,
-                 lexical_window: int = 0):
+                 lexical_window: int = 0, last_window: str = "align"):
         self.tokenizer = tokenizer
         self.body = max_length - 2
         if self.body < 8:
@@ -73,11 +83,13 @@ class PageEncoder:
         self._cache_size = cache_size
         self.lexical_buckets = lexical_buckets
         self.lexical_window = lexical_window
+        self.last_window = last_window
         self._lex_cache: dict[str, tuple[int, ...]] = {}
 
     @classmethod
     def from_config(cls, tokenizer, config, **kwargs) -> "PageEncoder":
         """The encoder a joint model was trained with: same window, stride and lexical features."""
+        kwargs.setdefault("last_window", getattr(config, "last_window", "align"))
         return cls(tokenizer, max_length=config.window_length, stride=config.stride,
                    lexical_buckets=getattr(config, "lexical_buckets", 0),
                    lexical_window=getattr(config, "lexical_window", 0), **kwargs)
@@ -119,7 +131,7 @@ class PageEncoder:
         sub = self.subwords([text[s:e] for s, e in spans.tolist()])
         lens = np.fromiter((len(x) for x in sub), dtype=np.int64, count=len(sub))
         word_first = np.concatenate([[0], np.cumsum(lens)[:-1]]) if len(lens) else np.zeros(0, np.int64)
-        flat = np.fromiter((t for x in sub for t in x), dtype=np.int64, count=int(lens.sum()))
+        flat = np.fromiter(chain.from_iterable(sub), dtype=np.int64, count=int(lens.sum()))
         feat = {
             "input_ids": flat,
             "word_first": word_first.astype(np.int64),
@@ -135,7 +147,7 @@ class PageEncoder:
         return feat
 
     def plan(self, feat: dict) -> WindowPlan:
-        return plan_windows(feat["word_first"], len(feat["input_ids"]), self.body, self.stride)
+        return plan_windows(feat["word_first"], len(feat["input_ids"]), self.body, self.stride, self.last_window)
 
     def window_ids(self, feat: dict, plan: WindowPlan, w: int) -> np.ndarray:
         ids = feat["input_ids"][plan.starts[w]:plan.ends[w]]
