@@ -36,12 +36,30 @@ def resolve_dtype(dtype: str | torch.dtype | None, device: torch.device) -> torc
         raise ValueError(f"unknown dtype {dtype!r}; use float32, bfloat16 or float16") from None
 
 
+def quantize_encoder(model, how: str, device: torch.device):
+    """Dynamic int8 quantisation of the encoder's Linear layers (CPU only; the heads stay in float,
+    so NER probabilities and the section layer keep their precision)."""
+    if how != "int8":
+        raise ValueError(f"unknown quantize {how!r}; use int8")
+    if device.type != "cpu":
+        raise ValueError("quantize=int8 is dynamic int8 quantisation for CPU inference")
+    from torch.ao.quantization import quantize_dynamic
+
+    model.encoder = quantize_dynamic(model.encoder, {torch.nn.Linear}, dtype=torch.qint8)
+    return model
+
+
 class Tagger:
     def __init__(self, model, tokenizer, device=None, dtype=None, batch_tokens: int = 16384,
-                 block_size: int = 256, max_chars: int = DEFAULT_MAX_CHARS):
+                 block_size: int = 256, max_chars: int = DEFAULT_MAX_CHARS, quantize: str | None = None,
+                 compile: bool = False):
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.model = model.to(self.device, self.dtype).eval()
+        if quantize:
+            self.model = quantize_encoder(self.model, quantize, self.device)
+        if compile:
+            self.model.encoder = torch.compile(self.model.encoder, dynamic=True)
         cfg = model.config
         self.encoder = PageEncoder.from_config(tokenizer, cfg)
         self.ner_tags = entity_tagset(cfg.entity_types)
@@ -51,6 +69,7 @@ class Tagger:
         self.max_chars = int(max_chars)
         self.tokens_seen = 0  # unique subword tokens tagged so far (for progress and benchmarks)
         self.padded_tokens = 0  # positions fed to the encoder, padding and overlap included
+        self.real_tokens = 0  # positions fed that are not padding ([CLS]/[SEP] and overlap included)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, device=None, dtype=None, **kwargs) -> "Tagger":
@@ -119,6 +138,7 @@ class Tagger:
             mask[r, : n + 2] = 1
             rows_of.setdefault(i, {})[w] = r
         self.padded_tokens += ids.size
+        self.real_tokens += sum(t[2] + 2 for t in batch)
         index, owners, lex = [], [], []
         for i, rows in rows_of.items():
             plan = plans[i]
@@ -136,9 +156,8 @@ class Tagger:
         if not index:
             return
         dev = self.device
-        states = self.model.word_states(torch.from_numpy(ids).to(dev, non_blocking=True),
-                                        torch.from_numpy(mask).to(dev, non_blocking=True),
-                                        torch.from_numpy(np.concatenate(index)).to(dev, non_blocking=True))
+        states = self.model.word_states(_to_device(ids, dev), _to_device(mask, dev),
+                                        _to_device(np.concatenate(index), dev))
         if lex:
             states = self.model.add_lexical(states, torch.from_numpy(np.concatenate(lex)).to(dev))
         probs = torch.softmax(self.model.ner_logits(states).float(), dim=-1).cpu().numpy()
@@ -211,16 +230,28 @@ class Tagger:
         }
 
 
-def _budget_batches(items: list[tuple[int, int, int]], budget: int) -> Iterator[list[tuple[int, int, int]]]:
-    """Cut length-sorted windows into batches whose padded size stays within ``budget`` tokens."""
+def _to_device(a: np.ndarray, device: torch.device) -> torch.Tensor:
+    """On a GPU, copy from pinned memory so that the copy is really asynchronous."""
+    t = torch.from_numpy(a)
+    return t.pin_memory().to(device, non_blocking=True) if device.type == "cuda" else t
+
+
+def _budget_batches(items: list[tuple[int, int, int]], budget: int,
+                    max_padding: float = 0.03) -> Iterator[list[tuple[int, int, int]]]:
+    """Cut length-sorted windows into batches whose padded size stays within ``budget`` tokens.
+    A batch is also cut before its padding would pass ``max_padding`` of its positions: the short
+    windows (one-window pages, a page's last window) then form their own, narrower batches."""
     batch: list[tuple[int, int, int]] = []
-    width = 0
+    width = real = 0
     for it in items:
-        w = max(width, it[2] + 2)
-        if batch and w * (len(batch) + 1) > budget:
+        n = it[2] + 2
+        w = max(width, n)
+        size = w * (len(batch) + 1)
+        if batch and (size > budget or size - real - n > max_padding * size):
             yield batch
-            batch, w = [], it[2] + 2
+            batch, w, real = [], n, 0
         batch.append(it)
         width = w
+        real += n
     if batch:
         yield batch
