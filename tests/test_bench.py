@@ -1,0 +1,46 @@
+"""Smoke test of the inference benchmark: it runs end to end on a tiny random-weight model and writes
+its JSON with sane values. No timing is asserted (the machine is shared)."""
+import json
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_infer_bench_writes_json(tmp_path):
+    from infer.bench import main
+
+    out = tmp_path / "bench.json"
+    res = main(["--size", "tiny", "--pages", str(ROOT / "data" / "sample" / "dev.jsonl"), "--n-pages", "6",
+                "--window", "128", "--stride", "32", "--rounds", "1", "--batch-sizes", "1,2", "--threads", "1",
+                "--json", str(out)])
+    saved = json.loads(out.read_text(encoding="utf-8"))
+    assert saved == json.loads(json.dumps(res))
+    for key in ("tagger_tokens_per_s", "pipeline_tokens_per_s", "speedup", "roofline_fraction", "padding_waste",
+                "entity_agreement", "peak_rss_mb", "device", "dtype", "size", "quantize"):
+        assert key in saved, key
+    assert saved["tagger_tokens_per_s"] > 0 and saved["pipeline_tokens_per_s"] > 0 and saved["speedup"] > 0
+    assert 0.0 <= saved["entity_agreement"] <= 1.0
+    assert 0.0 <= saved["padding_waste"] < 1.0 and saved["roofline_fraction"] > 0
+    assert saved["entities_tagger"] > 0  # the biased NER head makes entities frequent
+    # Same model, same windows: the two runs must find nearly the same entities.
+    assert saved["entity_agreement"] > 0.9
+    assert saved["device"] == "cpu" and saved["dtype"] == "float32" and saved["size"] == "tiny"
+
+
+def test_window_plans_cover_every_token():
+    import numpy as np
+
+    from data.features import plan_windows
+
+    for n in (5, 100, 126, 127, 500, 1001):
+        first = np.arange(n)
+        for last in ("align", "short"):
+            p = plan_windows(first, n, 126, 32, last)
+            assert p.starts[0] == 0 and p.ends[-1] == n
+            assert np.all(p.starts[1:] < p.ends[:-1])  # windows overlap
+            assert np.all(first >= p.starts[p.word_window]) and np.all(first < p.ends[p.word_window])
+        if n > 126:
+            short, align = plan_windows(first, n, 126, 32, "short"), plan_windows(first, n, 126, 32, "align")
+            assert (short.ends - short.starts).sum() <= (align.ends - align.starts).sum()
