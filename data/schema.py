@@ -90,7 +90,7 @@ class Page:
         if not isinstance(d, dict):
             raise PageError(None, "<record>", f"expected a JSON object, got {type(d).__name__}")
         pid = d.get("id")
-        if pid is not None and not isinstance(pid, (str, int)):
+        if pid is not None and (not isinstance(pid, (str, int)) or isinstance(pid, bool)):
             raise PageError(pid, "id", f"must be a string or integer, got {type(pid).__name__}")
         if "text" not in d:
             raise PageError(pid, "text", "missing")
@@ -228,6 +228,8 @@ def parse_line(raw: str | bytes, lineno: int, seen_ids: set | None = None, **kw)
         d = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
         return ErrorRecord(lineno, f"line {lineno}: invalid JSON: {err}")
+    except RecursionError:  # "[[[[..." nested deeper than the parser's stack
+        return ErrorRecord(lineno, f"line {lineno}: invalid JSON: nested too deeply")
     pid = d.get("id") if isinstance(d, dict) else None
     if not isinstance(pid, (str, int)) or isinstance(pid, bool):
         pid_out = None

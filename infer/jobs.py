@@ -119,7 +119,7 @@ def _without_gold(raw: bytes) -> bytes:
         return raw
     try:
         d = json.loads(raw)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
         return raw  # parse_line reports it
     if not isinstance(d, dict) or not any(k in d for k in GOLD_FIELDS):
         return raw

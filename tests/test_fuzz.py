@@ -79,6 +79,34 @@ def test_normalize_never_crashes_and_drops_marks(word):
     assert "\u0640" not in out and not any("\u064b" <= c <= "\u065f" for c in out), repr(out)
 
 
+json_value = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats() | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(["id", "text", "meta", "x"]), inner,
+                                                                max_size=4),
+    max_leaves=12)
+raw_line = st.one_of(
+    st.binary(max_size=200),
+    json_value.map(lambda v: json.dumps(v).encode()),
+    st.builds(lambda i, t: json.dumps({"id": i, "text": t}).encode(), json_value, json_value),
+    st.integers(1, 200_000).map(lambda n: b'{"id": 1, "text": ' + b"[" * n),
+)
+
+
+@share(1.0)
+@given(raw_line)
+def test_parse_line_never_raises(raw):
+    """Any input line becomes a page or an error record that names the line; nothing escapes."""
+    from data.schema import ErrorRecord, parse_line
+
+    rec = parse_line(raw, 3, set())
+    assert isinstance(rec, (Page, ErrorRecord))
+    if isinstance(rec, ErrorRecord):
+        assert rec.error.startswith("line 3: ") and rec.line == 3
+    else:
+        assert isinstance(rec.text, str) and rec.text.strip()
+        assert rec.id is None or (isinstance(rec.id, (str, int)) and not isinstance(rec.id, bool))
+
+
 # ---------------------------------------------------------------------------------------------
 # The Tagger on hostile pages
 

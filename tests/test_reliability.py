@@ -133,6 +133,9 @@ def test_broken_and_hostile_input_one_line_each(tiny_model_dir, tmp_path):
         ('{"id": "nt"}', "'text'", None),
         ('{"id": "blank", "text": " \\n\\t\\r\\u2028 "}', "'text'", None),
         ("   ", None, None),
+        ('{"id": "deep", "text": ' + "[" * 100_000, "JSON", None),  # deeper than the parser's stack
+        ('{"id": "deep2", "sections": ' + "[" * 50_000 + "]" * 50_000 + ', "text": "نص"}', "JSON", None),
+        ('{"id": true, "text": "نص"}', "'id'", None),
     ]
     for pid, text in hostile.items():
         rows.append((json.dumps({"id": pid, "text": text}, ensure_ascii=False), None, text))
