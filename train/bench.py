@@ -103,7 +103,7 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory() as out:
         for which in ("ours", "hf"):  # warm-up: a few steps each, untimed
             t = trainer(which, out)
-            t.args.max_steps = 2
+            t.args.max_steps = 1
             t.train()
         for rnd in range(args.rounds):
             for which in (("ours", "hf") if rnd % 2 == 0 else ("hf", "ours")):
