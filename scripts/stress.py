@@ -159,7 +159,25 @@ def first_output_after(cmd: list[str], out: Path) -> float:
         proc.wait()
 
 
-def kills(model: Path, work: Path, texts: list[str], n_kills: int, seed: int, n_records: int = 6000) -> tuple[int, int, str | None]:
+def size_of(path: Path) -> int:
+    try:
+        return path.stat().st_size
+    except FileNotFoundError:
+        return 0
+
+
+def wait_and_kill(proc: subprocess.Popen, ready, poll: float = 0.02) -> bool:
+    """SIGKILL ``proc`` once ``ready()`` holds; False if it ended by itself first."""
+    while proc.poll() is None:
+        if ready():
+            os.kill(proc.pid, signal.SIGKILL)
+            proc.wait()
+            return True
+        time.sleep(poll)
+    return False
+
+
+def kills(model: Path, work: Path, texts: list[str], n_kills: int, seed: int, n_records: int = 3000) -> tuple[int, int, str | None]:
     """Return (kills done, kills whose job resumed byte-identical, failure)."""
     rng = random.Random(seed)
     inp = work / "kill-input.jsonl"
@@ -179,30 +197,28 @@ def kills(model: Path, work: Path, texts: list[str], n_kills: int, seed: int, n_
         job_kills = 0
         while True:  # one job: kill it at random moments, rerun, until it finishes by itself
             errlog = open(work / "kill-stderr.txt", "w+b")
+            written = size_of(out)
             proc = subprocess.Popen(infer_cmd(model, inp, out), cwd=ROOT, env=ENV,
                                     stdout=subprocess.DEVNULL, stderr=errlog)
-            if rng.random() < 0.2:  # now and then during the start-up or the first block
-                delay = first * rng.uniform(0.5, 1.0)
-            else:  # mostly while blocks are being written
-                delay = first + rng.uniform(0.0, 0.6) * max(0.5, total - first)
+            # The moment is drawn in output bytes, not seconds, so it lands while blocks are written
+            # whatever the machine's load; now and then it falls during the start-up instead.
             if done_kills >= n_kills:
-                delay = 1e9  # enough kills: let this run finish
-            try:
-                proc.wait(timeout=delay)
-            except subprocess.TimeoutExpired:
-                os.kill(proc.pid, signal.SIGKILL)
-                proc.wait()
-                errlog.close()
+                killed = wait_and_kill(proc, lambda: False)  # enough kills: let this run finish
+            elif rng.random() < 0.15:
+                t_kill = time.monotonic() + first * rng.uniform(0.2, 0.9)
+                killed = wait_and_kill(proc, lambda: time.monotonic() >= t_kill)
+            else:
+                target = rng.randint(written + 1, max(written + 1, len(ref_bytes) - 1))
+                killed = wait_and_kill(proc, lambda: size_of(out) >= target)
+            errlog.close()
+            if killed:
                 done_kills += 1
                 job_kills += 1
                 data = out.read_bytes() if out.exists() else b""
                 cut = " (last line cut)" if data and not data.endswith(NL) else ""
-                log(f"  kill {done_kills}/{n_kills}: job {job} after {delay:.1f} s, "
-                    f"{data.count(NL)} lines written{cut}")
+                log(f"  kill {done_kills}/{n_kills}: job {job}, {data.count(NL)} lines written{cut}")
                 continue
-            errlog.seek(0)
-            err = errlog.read().decode("utf-8", "replace")
-            errlog.close()
+            err = (work / "kill-stderr.txt").read_text(encoding="utf-8", errors="replace")
             if proc.returncode != 0:
                 return done_kills, ok_kills, f"job {job}: rerun exited {proc.returncode}: {err[-2000:]}"
             break
