@@ -203,7 +203,11 @@ class Tagger:
         text = page.text
         sec_ids = sec_probs.argmax(-1)
         sections = SECTION_TAGS.decode(page.lines, sec_ids)
-        tag_ids = ner_probs.argmax(-1)
+        crf = getattr(self.model, "crf", None)
+        if crf is not None:
+            tag_ids = crf.viterbi(np.log(np.maximum(ner_probs, 1e-12)), feat["word_line"])
+        else:
+            tag_ids = ner_probs.argmax(-1)
         tag_p = ner_probs[np.arange(len(tag_ids)), tag_ids]
         first, last, types = bio_runs(self.ner_tags.type_of(tag_ids), self.ner_tags.is_begin(tag_ids),
                                       feat["word_line"])

@@ -16,6 +16,7 @@ from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import ModelOutput
 
 from data.labels import SECTION_TAGS
+from model.crf import LinearChainCRF
 
 
 class JointConfig(PreTrainedConfig):
@@ -28,7 +29,7 @@ class JointConfig(PreTrainedConfig):
     def __init__(self, encoder=None, section_labels=None, section_loss_weight: float = 1.0,
                  line_hidden_size: int = 128, line_layers: int = 1, classifier_dropout: float = 0.1,
                  window_length: int = 512, stride: int = 128, lexical_buckets: int = 0,
-                 lexical_dim: int = 64, lexical_window: int = 0, **kwargs):
+                 lexical_dim: int = 64, lexical_window: int = 0, use_crf: bool = False, **kwargs):
         if isinstance(encoder, PreTrainedConfig):
             encoder = encoder.to_dict()
         self.encoder = encoder
@@ -42,6 +43,7 @@ class JointConfig(PreTrainedConfig):
         self.lexical_buckets = lexical_buckets
         self.lexical_dim = lexical_dim
         self.lexical_window = lexical_window
+        self.use_crf = use_crf
         super().__init__(**kwargs)
 
     @property
@@ -87,6 +89,7 @@ class JointModel(PreTrainedModel):
             # Hashed lexical features (data.features.lexical_keys), summed and added to word states.
             self.lexical = nn.EmbeddingBag(config.lexical_buckets, config.lexical_dim, mode="sum", padding_idx=0)
             self.lexical_proj = nn.Linear(config.lexical_dim, hidden)
+        self.crf = LinearChainCRF(config.num_labels) if config.use_crf else None
         self.line_rnn = nn.GRU(hidden, config.line_hidden_size, num_layers=config.line_layers,
                                batch_first=True, bidirectional=True)
         self.section_head = nn.Linear(2 * config.line_hidden_size, len(config.section_labels))
@@ -147,7 +150,10 @@ class JointModel(PreTrainedModel):
         sec = self.section_logits(sums / counts.clamp(min=1).unsqueeze(-1), line_page, line_pos)
         loss = ner_loss = sec_loss = None
         if ner_labels is not None or section_labels is not None:
-            ner_loss = _masked_ce(ner, ner_labels)
+            if self.crf is not None and ner_labels is not None:
+                ner_loss = self.crf.nll(ner, ner_labels, line_page[word_line])
+            else:
+                ner_loss = _masked_ce(ner, ner_labels)
             sec_loss = _masked_ce(sec, section_labels)
             loss = ner_loss + self.config.section_loss_weight * sec_loss
         return JointOutput(loss=loss, ner_loss=ner_loss, section_loss=sec_loss, ner_logits=ner, section_logits=sec)

@@ -123,7 +123,7 @@ def make_model(cfg: RunConfig, tokenizer, types: list[str]) -> JointModel:
     tags = entity_tagset(types).tags
     head = dict(section_loss_weight=m.section_loss_weight, line_hidden_size=m.line_hidden_size,
                 line_layers=m.line_layers, classifier_dropout=m.classifier_dropout,
-                window_length=m.window_length, stride=m.stride)
+                window_length=m.window_length, stride=m.stride, use_crf=m.use_crf)
     if m.lexical_buckets:
         head["lexical_buckets"] = m.lexical_buckets
         head["lexical_dim"] = m.lexical_dim

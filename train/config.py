@@ -89,6 +89,7 @@ class ModelConfig:
     section_loss_weight: float = field(default=1.0, metadata={"help": "loss = ner + weight * section"})
     classifier_dropout: float = field(default=0.1, metadata={"help": "dropout before both heads"})
     lexical_buckets: int = field(default=0, metadata={"help": "hashed lexical word features (0: none)"})
+    use_crf: bool = field(default=False, metadata={"help": "a linear-chain CRF over word tags (Viterbi at inference)"})
     lexical_dim: int = field(default=64, metadata={"help": "size of the lexical feature embedding"})
     lexical_window: int = field(default=2, metadata={"help": "neighbour words on each side whose lexical features a word sees"})
     lexical_vectors: str | None = field(default=None, metadata={

@@ -1,0 +1,84 @@
+"""An optional linear-chain CRF over each page's word tags (``model.use_crf``).
+
+Training: the negative log-likelihood of every run of consecutive labelled words of a page (words
+outside ``entity_regions`` carry no label, so they cut the page into independent runs). All runs of
+a batch are padded into one grid and the forward algorithm steps along it once.
+Decoding: Viterbi over a page's words, on the NER head's log-probabilities plus the transitions.
+"""
+from __future__ import annotations
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class LinearChainCRF(nn.Module):
+    def __init__(self, num_tags: int):
+        super().__init__()
+        self.transitions = nn.Parameter(torch.zeros(num_tags, num_tags))  # [from, to]
+        self.start = nn.Parameter(torch.zeros(num_tags))
+        self.end = nn.Parameter(torch.zeros(num_tags))
+
+    def nll(self, emissions: torch.Tensor, labels: torch.Tensor, word_page: torch.Tensor) -> torch.Tensor:
+        """Mean negative log-likelihood per labelled word (0 when no word is labelled)."""
+        labelled = labels != -100
+        if not bool(labelled.any()):
+            return emissions.sum() * 0.0
+        new_run = labelled.clone()
+        new_run[1:] &= ~(labelled[:-1] & (word_page[1:] == word_page[:-1]))
+        run = torch.cumsum(new_run.long(), 0) - 1
+        idx = torch.nonzero(labelled, as_tuple=True)[0]
+        run, em, lab = run[idx], emissions[idx].float(), labels[idx]
+        n_runs = int(run.max()) + 1
+        lengths = torch.bincount(run, minlength=n_runs)
+        starts = torch.cumsum(lengths, 0) - lengths
+        pos = torch.arange(len(idx), device=em.device) - starts[run]
+        width = int(lengths.max())
+        T = em.shape[-1]
+        grid = em.new_zeros(n_runs, width, T)
+        grid[run, pos] = em
+        tags = lab.new_zeros(n_runs, width)
+        tags[run, pos] = lab
+        mask = torch.zeros(n_runs, width, dtype=torch.bool, device=em.device)
+        mask[run, pos] = True
+        # score of the gold path
+        gold = self.start[tags[:, 0]] + grid[:, 0].gather(1, tags[:, :1]).squeeze(1)
+        trans = self.transitions[tags[:, :-1], tags[:, 1:]] + grid[:, 1:].gather(2, tags[:, 1:, None]).squeeze(2)
+        gold = gold + (trans * mask[:, 1:]).sum(1)
+        last = tags.gather(1, (lengths - 1)[:, None]).squeeze(1)
+        gold = gold + self.end[last]
+        # partition function
+        alpha = self.start + grid[:, 0]
+        for t in range(1, width):
+            nxt = torch.logsumexp(alpha[:, :, None] + self.transitions[None] + grid[:, t, None, :], dim=1)
+            alpha = torch.where(mask[:, t, None], nxt, alpha)
+        log_z = torch.logsumexp(alpha + self.end, dim=1)
+        return (log_z - gold).sum() / len(idx)
+
+    def viterbi(self, log_probs: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
+        """Best tag sequence for one page's words; a new ``groups`` value (a line) restarts the chain."""
+        n, T = log_probs.shape
+        if n == 0:
+            return np.zeros(0, dtype=np.int64)
+        trans = self.transitions.detach().float().cpu().numpy()
+        start = self.start.detach().float().cpu().numpy()
+        end = self.end.detach().float().cpu().numpy()
+        back = np.zeros((n, T), dtype=np.int64)
+        score = start + log_probs[0]
+        restart = np.zeros(n, dtype=bool)
+        if groups is not None:
+            restart[1:] = groups[1:] != groups[:-1]
+        for t in range(1, n):
+            if restart[t]:
+                back[t] = -1 - int(np.argmax(score + end))  # the best end of the previous chain
+                score = start + log_probs[t]
+                continue
+            cand = score[:, None] + trans
+            back[t] = cand.argmax(0)
+            score = cand.max(0) + log_probs[t]
+        out = np.empty(n, dtype=np.int64)
+        out[-1] = int(np.argmax(score + end))
+        for t in range(n - 1, 0, -1):
+            b = back[t]
+            out[t - 1] = (-1 - b[0]) if b[0] < 0 else b[out[t]]
+        return out

@@ -1,0 +1,94 @@
+"""The optional CRF: its likelihood and Viterbi path equal brute-force enumeration, and a joint model
+with a CRF trains (loss falls) and tags pages through the Tagger."""
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import BertConfig
+
+from data.features import PageEncoder
+from data.labels import entity_tagset
+from data.schema import Page
+from infer.tagger import Tagger
+from model import JointConfig, JointModel, train_wordpiece
+from model.crf import LinearChainCRF
+
+
+def _crf(T=3, seed=0):
+    torch.manual_seed(seed)
+    crf = LinearChainCRF(T)
+    with torch.no_grad():
+        for p in crf.parameters():
+            p.normal_()
+    return crf
+
+
+def _path_score(crf, em, tags):
+    s = crf.start[tags[0]] + em[0, tags[0]]
+    for a, b, t in zip(tags, tags[1:], range(1, len(tags))):
+        s = s + crf.transitions[a, b] + em[t, b]
+    return s + crf.end[tags[-1]]
+
+
+def test_nll_equals_brute_force_over_labelled_runs():
+    crf, T = _crf(), 3
+    em = torch.randn(7, T)
+    labels = torch.tensor([0, 2, 1, -100, 1, 0, 2])   # two runs on page 0 (cut by the unlabelled word)...
+    page = torch.tensor([0, 0, 0, 0, 0, 1, 1])        # ...and page 1 starts a third run
+    runs = [(0, 3), (4, 5), (5, 7)]
+    expected = 0.0
+    for a, b in runs:
+        e = em[a:b]
+        log_z = torch.logsumexp(torch.stack([_path_score(crf, e, p)
+                                             for p in itertools.product(range(T), repeat=b - a)]), 0)
+        expected += float(log_z - _path_score(crf, e, labels[a:b].tolist()))
+    got = float(crf.nll(em, labels, page)) * 6  # mean over the 6 labelled words
+    assert abs(got - expected) < 1e-4
+    assert float(crf.nll(em, torch.full((7,), -100), page)) == 0.0
+
+
+def test_viterbi_equals_brute_force_and_restarts_at_line_changes():
+    crf, T = _crf(seed=1), 3
+    lp = np.log(np.random.default_rng(0).dirichlet(np.ones(T), size=6)).astype(np.float32)
+    best = max(itertools.product(range(T), repeat=6),
+               key=lambda p: float(_path_score(crf, torch.from_numpy(lp), list(p))))
+    assert crf.viterbi(lp).tolist() == list(best)
+    groups = np.array([0, 0, 0, 1, 1, 1])
+    halves = []
+    for a, b in ((0, 3), (3, 6)):
+        halves += max(itertools.product(range(T), repeat=3),
+                      key=lambda p: float(_path_score(crf, torch.from_numpy(lp[a:b]), list(p))))
+    assert crf.viterbi(lp, groups).tolist() == list(halves)
+
+
+def test_joint_model_with_crf_trains_and_tags(tmp_path):
+    pages = [Page.from_dict(json.loads(line)) for line in
+             Path("data/sample/train.jsonl").read_text(encoding="utf-8").splitlines()[:4]]
+    tok = train_wordpiece([p.text for p in pages], vocab_size=600, min_frequency=1)
+    ts = entity_tagset(["LOC", "MISC", "ORG", "PERS"])
+    enc = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64)
+    cfg = JointConfig(encoder=enc, id2label=ts.id2label, label2id=ts.label2id, window_length=64, stride=16,
+                      use_crf=True)
+    torch.manual_seed(0)
+    model = JointModel(cfg)
+    pe = PageEncoder.from_config(tok, cfg)
+    batch = pe.collate([pe.encode(p, ts) for p in pages])
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    losses = []
+    for _ in range(15):
+        out = model(**batch)
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad()
+        losses.append(float(out.ner_loss))
+    assert losses[-1] < losses[0] * 0.7
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    tagger = Tagger.from_pretrained(tmp_path)
+    assert tagger.model.crf is not None
+    for page, res in zip(pages, tagger.tag(pages)):
+        for e in res["entities"]:
+            assert page.text[e["start"]:e["end"]] == e["text"]
