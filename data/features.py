@@ -88,9 +88,11 @@ class PageEncoder:
 
     @classmethod
     def from_config(cls, tokenizer, config, **kwargs) -> "PageEncoder":
-        """The encoder a joint model was trained with: same window, stride and lexical features."""
+        """The encoder a joint model was trained with: same window, stride and lexical features
+        (``stride``/``last_window`` may be overridden: training windows need no overlap)."""
         kwargs.setdefault("last_window", getattr(config, "last_window", "align"))
-        return cls(tokenizer, max_length=config.window_length, stride=config.stride,
+        kwargs.setdefault("stride", config.stride)
+        return cls(tokenizer, max_length=config.window_length,
                    lexical_buckets=getattr(config, "lexical_buckets", 0),
                    lexical_window=getattr(config, "lexical_window", 0), **kwargs)
 

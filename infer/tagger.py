@@ -116,18 +116,19 @@ class Tagger:
         ner_probs = [np.zeros((len(f["word_first"]), n_labels), dtype=np.float32) for f in feats]
         line_sums = [torch.zeros(f["n_lines"], hidden, device=self.device, dtype=torch.float32) for f in feats]
         line_counts = [torch.zeros(f["n_lines"], device=self.device, dtype=torch.float32) for f in feats]
+        line_firsts = [torch.zeros(f["n_lines"], hidden, device=self.device, dtype=torch.float32) for f in feats]
         self.tokens_seen += sum(len(f["input_ids"]) for f in feats)
 
         # Every window of the block, longest first (stable, so a page's windows stay together).
         items = [(i, w, int(p.ends[w] - p.starts[w])) for i, p in enumerate(plans) for w in range(len(p.starts))]
         items.sort(key=lambda t: -t[2])
         for batch in _budget_batches(items, self.batch_tokens):
-            self._run_windows(batch, feats, plans, ner_probs, line_sums, line_counts)
+            self._run_windows(batch, feats, plans, ner_probs, line_sums, line_counts, line_firsts)
 
-        sec_probs = self._sections(feats, line_sums, line_counts)
+        sec_probs = self._sections(feats, line_sums, line_counts, line_firsts)
         return [self._decode(p, f, np_, sp) for p, f, np_, sp in zip(pages, feats, ner_probs, sec_probs)]
 
-    def _run_windows(self, batch, feats, plans, ner_probs, line_sums, line_counts) -> None:
+    def _run_windows(self, batch, feats, plans, ner_probs, line_sums, line_counts, line_firsts) -> None:
         enc = self.encoder
         width = max(t[2] for t in batch) + 2
         ids = np.full((len(batch), width), enc.pad_id, dtype=np.int64)
@@ -166,12 +167,18 @@ class Tagger:
         for i, word_ids in owners:
             k = len(word_ids)
             ner_probs[i][word_ids] = probs[start:start + k]
-            lines = torch.from_numpy(feats[i]["word_line"][word_ids]).to(dev)
+            wl = feats[i]["word_line"]
+            lines = torch.from_numpy(wl[word_ids]).to(dev)
             line_sums[i].index_add_(0, lines, states[start:start + k])
             line_counts[i].index_add_(0, lines, torch.ones(k, device=dev))
+            # A line's first word is owned by exactly one window, so adding copies its state once.
+            first = (word_ids == 0) | (wl[word_ids] != wl[np.maximum(word_ids - 1, 0)])
+            if first.any():
+                sel = torch.from_numpy(np.flatnonzero(first) + start).to(dev)
+                line_firsts[i].index_add_(0, lines.index_select(0, sel - start), states.index_select(0, sel))
             start += k
 
-    def _sections(self, feats, line_sums, line_counts, max_lines: int = 65536) -> list[np.ndarray]:
+    def _sections(self, feats, line_sums, line_counts, line_firsts, max_lines: int = 65536) -> list[np.ndarray]:
         """Section probabilities per page; pages with similar line counts share one GRU call."""
         out: list[np.ndarray | None] = [None] * len(feats)
         order = sorted(range(len(feats)), key=lambda i: feats[i]["n_lines"])
@@ -180,7 +187,7 @@ class Tagger:
         def flush():
             if not group:
                 return
-            vecs = torch.cat([line_sums[i] / line_counts[i].clamp(min=1).unsqueeze(-1) for i in group])
+            vecs = torch.cat([self.model.pool_lines(line_sums[i], line_counts[i], line_firsts[i]) for i in group])
             page = torch.cat([torch.full((feats[i]["n_lines"],), k, dtype=torch.long) for k, i in enumerate(group)])
             pos = torch.cat([torch.arange(feats[i]["n_lines"]) for i in group])
             logits = self.model.section_logits(vecs.to(self.dtype), page.to(self.device), pos.to(self.device))

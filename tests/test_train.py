@@ -182,6 +182,7 @@ def test_entity_regions_mask_ner_loss_outside(tiny):
     ("data.train.0.paths=[/nonexistent/train.jsonl]", "/nonexistent/train.jsonl"),
     ("training.args={no_such_arg: 1}", "training.args.no_such_arg"),
     ("training.metric_for_best_model=eval_bogus", "training.metric_for_best_model"),
+    ("training.window_stride=500", "training.window_stride"),
 ])
 def test_config_errors_exit_2_naming_the_key(override, names, data_files, tmp_path, capsys):
     cfg = tiny_config(tmp_path, *data_files)
@@ -246,3 +247,43 @@ def test_mix_weights():
     assert len(out) == 22
     assert all(out.count(x) == 2 for x in a)
     assert sum(out.count(x) for x in b) == 2
+
+
+def test_tagger_sections_equal_forward_whatever_the_batching(tiny):
+    """The Tagger pools lines (mean, first word, length) across windows and batches; the result must
+    be the training forward pass's, also when one page is spread over several batches."""
+    from data.labels import SECTION_TAGS
+
+    model, tok, enc, tags = tiny
+    assert model.config.line_pooling == "mean+first+length"
+    page = synthetic_pages(1, seed=11, min_paragraphs=10, max_paragraphs=10)[0]
+    feat = enc.encode(page, tags)
+    assert len(enc.plan(feat).starts) >= 3
+    with torch.no_grad():
+        out = model(**enc.collate([feat]))
+    want = [s.to_dict() for s in SECTION_TAGS.decode(page.lines, out.section_logits.argmax(-1).numpy())]
+    for budget in (model.config.window_length, 1 << 16):
+        rec = list(Tagger(model, tok, device="cpu", batch_tokens=budget).tag([page]))[0]
+        assert rec["sections"] == want, budget
+
+
+def test_encode_windows_splits_short_windows_without_changing_states(tiny):
+    model = tiny[0]
+    width, lengths = 64, [64, 64, 64, 12, 9, 14]
+    g = torch.Generator().manual_seed(0)
+    ids = torch.randint(5, model.config.encoder_config.vocab_size, (len(lengths), width), generator=g)
+    mask = torch.zeros_like(ids)
+    for r, n in enumerate(lengths):
+        mask[r, :n] = 1
+    ids = ids * mask
+    calls = []
+    hook = model.encoder.register_forward_hook(lambda m, a, kw, out: calls.append(kw["input_ids"].shape), with_kwargs=True)
+    try:
+        with torch.no_grad():
+            split = model.encode_windows(ids, mask)
+            whole = model.encode_windows(ids, mask, min_saving=1.0)
+    finally:
+        hook.remove()
+    assert calls == [torch.Size([3, 64]), torch.Size([3, 14]), torch.Size([6, 64])]
+    keep = mask.bool()
+    assert torch.allclose(split[keep], whole[keep], atol=1e-5)

@@ -45,6 +45,10 @@ def parse(argv: list[str]) -> RunConfig:
         raise ConfigError(f"no config file given\n{USAGE}")
     cfg = load_config(RunConfig, argv[0], argv[1:])
     check_paths(cfg)
+    ws = cfg.training.window_stride
+    if ws is not None and not 0 <= ws <= (cfg.model.window_length - 2) // 2:
+        raise ConfigError(f"training.window_stride: {ws} must be between 0 and half the window "
+                          f"({(cfg.model.window_length - 2) // 2})")
     known = {f.name for f in dataclasses.fields(TrainingArguments)}
     for k in cfg.training.args:
         if k not in known:
@@ -123,7 +127,8 @@ def make_model(cfg: RunConfig, tokenizer, types: list[str]) -> JointModel:
     tags = entity_tagset(types).tags
     head = dict(section_loss_weight=m.section_loss_weight, line_hidden_size=m.line_hidden_size,
                 line_layers=m.line_layers, classifier_dropout=m.classifier_dropout,
-                window_length=m.window_length, stride=m.stride, use_crf=m.use_crf)
+                window_length=m.window_length, stride=m.stride, use_crf=m.use_crf,
+                line_pooling=m.line_pooling)
     if m.lexical_buckets:
         head["lexical_buckets"] = m.lexical_buckets
         head["lexical_dim"] = m.lexical_dim
@@ -253,7 +258,11 @@ def main(argv: list[str] | None = None) -> int:
     try:
         tokenizer = make_tokenizer(cfg, args, train_pages, checkpoint)
         model = make_model(cfg, tokenizer, types)
-        encoder = PageEncoder.from_config(tokenizer, model.config)
+        # Training windows: no overlap by default (each subword is computed once; the evaluation
+        # and the Tagger use the model's stride), the last window of a page left short.
+        stride = cfg.training.window_stride
+        encoder = PageEncoder.from_config(tokenizer, model.config, last_window="short",
+                                          stride=model.config.stride if stride is None else stride)
         train_set = PageDataset(train_pages, encoder, entity_tagset(types))
     except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)

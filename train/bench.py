@@ -3,7 +3,8 @@
 Both run under ``transformers.Trainer`` in one process, on the same pages, the same encoder weights
 and the same number of pages per step, one epoch each, interleaved (ours, HF, HF, ours, ...):
 - ours: ``JointModel`` + ``PageEncoder.collate``, as ``python -m train`` feeds the Trainer
-  (whole pages per step, their windows, NER + section loss, ``group_by_length`` on page length);
+  (whole pages per step, their windows without overlap, short last windows in a second encoder call,
+  NER + section loss, ``group_by_length`` on page length);
 - HF: ``BertForTokenClassification`` + ``DataCollatorForTokenClassification`` on the pages'
   model-view words, cut into ``window_length`` chunks without overlap (``return_overflowing_tokens``,
   so no text is lost), labels on first subtokens (run_ner.py's recipe), batch = as many chunks as
@@ -56,7 +57,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--n-pages", type=int, default=40)
     ap.add_argument("--batch-pages", type=int, default=8, help="pages per step (the trainer's default)")
     ap.add_argument("--window", type=int, default=256, help="window length (the trainer's default)")
-    ap.add_argument("--stride", type=int, default=64, help="window overlap (the trainer's default)")
+    ap.add_argument("--stride", type=int, default=64, help="the model's window overlap (inference)")
+    ap.add_argument("--window-stride", type=int, default=0,
+                    help="overlap of our training windows (training.window_stride; default 0, the trainer's)")
     ap.add_argument("--rounds", type=int, default=2, help="epochs of each, interleaved")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", help="write the figures here")
@@ -78,10 +81,10 @@ def main(argv=None) -> dict:
     torch.set_num_threads(threads)
     pages = bench_pages(args.n_pages)
     tags = entity_tagset(ENTITY_TYPES)
-    model, tok = random_model(args.size, pages, args.window, args.stride, last_window="align")
+    model, tok = random_model(args.size, pages, args.window, args.stride)
     with tempfile.TemporaryDirectory() as tmp:
         hf, hf_tok = export_token_classifier(model, tok, Path(tmp))
-    encoder = PageEncoder.from_config(tok, model.config)
+    encoder = PageEncoder.from_config(tok, model.config, stride=args.window_stride, last_window="short")  # as train/__main__
     ours_set = PageDataset(pages, encoder, tags)
     hf_set = hf_chunks(pages, hf_tok, tags, args.window)
     n_tokens = ours_set.n_tokens
@@ -118,12 +121,13 @@ def main(argv=None) -> dict:
         "ours_tokens_per_s": round(n_tokens / ours_s, 1), "hf_tokens_per_s": round(n_tokens / hf_s, 1),
         "speedup": round(hf_s / ours_s, 3), "size": args.size, "pages": len(pages), "tokens": n_tokens,
         "batch_pages": args.batch_pages, "hf_batch_chunks": hf_batch, "ours_windows": windows,
-        "hf_chunks": len(hf_set), "window_length": args.window, "stride": args.stride, "threads": threads,
+        "hf_chunks": len(hf_set), "window_length": args.window, "stride": args.stride,
+        "window_stride": args.window_stride, "threads": threads,
         "rounds": args.rounds, "timing_spread": round(max(max(v) / min(v) for v in times.values()) - 1, 3),
         "peak_rss_mb": round(peak_rss_mb(), 1), "cpu": cpu_name(), "torch": torch.__version__,
     }
     print(f"{len(pages)} pages, {n_tokens:,} tokens, {args.size}, {args.batch_pages} pages/step "
-          f"({windows} windows of {args.window}, stride {args.stride}) vs {hf_batch} chunks/step ({len(hf_set)} chunks)\n"
+          f"({windows} windows of {args.window}, training overlap {args.window_stride}) vs {hf_batch} chunks/step ({len(hf_set)} chunks)\n"
           f"  ours      {res['ours_tokens_per_s']:>9,.0f} tokens/s\n"
           f"  HF recipe {res['hf_tokens_per_s']:>9,.0f} tokens/s\n"
           f"  speedup {res['speedup']:.2f}x; timing spread {res['timing_spread']:.1%}")

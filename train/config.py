@@ -86,6 +86,8 @@ class ModelConfig:
     stride: int = field(default=64, metadata={"help": "subwords shared by neighbouring windows"})
     line_hidden_size: int = field(default=128, metadata={"help": "section BiGRU size"})
     line_layers: int = field(default=1, metadata={"help": "section BiGRU layers"})
+    line_pooling: Literal["mean", "mean+first+length"] = field(default="mean+first+length", metadata={
+        "help": "section layer input per line: mean word state, or mean + first word + log word count"})
     section_loss_weight: float = field(default=1.0, metadata={"help": "loss = ner + weight * section"})
     classifier_dropout: float = field(default=0.1, metadata={"help": "dropout before both heads"})
     lexical_buckets: int = field(default=0, metadata={"help": "hashed lexical word features (0: none)"})
@@ -121,6 +123,9 @@ class TrainingConfig:
     seed: int = field(default=42, metadata={"help": "random seed"})
     dataloader_num_workers: int = field(default=0, metadata={"help": "data loader workers"})
     report_to: str = field(default="auto", metadata={"help": "auto (tensorboard when installed), none, or a list"})
+    window_stride: int | None = field(default=0, metadata={
+        "help": "overlap of the training windows (0: none, the fastest; null: model.stride). Inference and "
+                "evaluation always use model.stride, so every word there keeps context on both sides"})
     group_by_length: bool = field(default=True, metadata={"help": "batch pages of similar token counts"})
     args: dict[str, Any] = field(default_factory=dict, metadata={
         "help": "any other transformers TrainingArguments field, passed through"})
