@@ -34,32 +34,73 @@ class WindowPlan:
     word_pos: np.ndarray  # position inside the window, counting the leading [CLS]
 
 
-def plan_windows(word_first: np.ndarray, n_tokens: int, body: int, stride: int,
-                 last_window: str = "align") -> WindowPlan:
-    """Overlapping windows of ``body`` subwords, advancing by ``body - stride``.
+WINDOW_PLANS = ("align", "short", "lines")
 
-    ``last_window="align"``: the last window is aligned to the end, so every window but a short
-    page's only one is full (a 1,000-subword page then costs three full 510-subword windows).
-    ``"short"``: the last window keeps the regular step and is shorter, as the HF pipeline's
-    ``stride`` chunks are; the length-sorted batches of the Tagger absorb the short windows, and the
-    encoder sees about ``body / (body - stride)`` positions per subword instead of up to 1.5x that."""
-    step = max(1, body - stride)
-    if n_tokens <= body:
-        starts = np.zeros(1, dtype=np.int64)
+
+def plan_windows(word_first: np.ndarray, n_tokens: int, body: int, stride: int, windows: str = "align",
+                 word_line: np.ndarray | None = None) -> WindowPlan:
+    """Windows of at most ``body`` subwords over a page's flat subword sequence.
+
+    ``"align"``: overlapping windows advancing by ``body - stride``, the last one aligned to the end,
+    so every window but a short page's only one is full (a 1,000-subword page then costs three full
+    510-subword windows).
+    ``"short"``: the same, but the last window keeps the regular step and is shorter, as the HF
+    pipeline's ``stride`` chunks are; the encoder sees about ``body / (body - stride)`` positions per
+    subword instead of up to 1.5x that.
+    ``"lines"`` (needs ``word_line``): windows of whole lines, cut where a line starts, with no
+    overlap: every subword is computed once and sees its whole line (paragraph) as context. Only a
+    line longer than a window is cut inside, into ``stride``-overlapping windows.
+    The length-sorted batches of the Tagger absorb the windows' different lengths."""
+    if windows == "lines":
+        if word_line is None:
+            raise ValueError("windows='lines' needs the words' line numbers")
+        starts, ends = _line_windows(word_first, word_line, n_tokens, body, stride)
+    elif windows in ("align", "short"):
+        step = max(1, body - stride)
+        if n_tokens <= body:
+            starts = np.zeros(1, dtype=np.int64)
+        else:
+            n = int(np.ceil((n_tokens - body) / step)) + 1
+            starts = np.arange(n, dtype=np.int64) * step
+            if windows == "align":
+                starts = np.unique(np.minimum(starts, n_tokens - body))
+        ends = np.minimum(starts + body, n_tokens)
     else:
-        n = int(np.ceil((n_tokens - body) / step)) + 1
-        starts = np.arange(n, dtype=np.int64) * step
-        if last_window == "align":
-            starts = np.unique(np.minimum(starts, n_tokens - body))
-        elif last_window != "short":
-            raise ValueError(f"last_window {last_window!r}: use 'align' or 'short'")
-    ends = np.minimum(starts + body, n_tokens)
+        raise ValueError(f"windows {windows!r}: use one of {', '.join(WINDOW_PLANS)}")
     # Ownership switches from window w to w+1 in the middle of their overlap, where a token has the
-    # same context on both sides in the two windows.
+    # same context on both sides in the two windows (at the cut itself when they do not overlap).
     bounds = (starts[1:] + ends[:-1]) // 2
     word_window = np.searchsorted(bounds, word_first, side="right")
     word_pos = word_first - starts[word_window] + 1
     return WindowPlan(starts, ends, word_window, word_pos)
+
+
+def _line_windows(word_first, word_line, n_tokens: int, body: int, stride: int):
+    """Greedy: each window runs to the last line start that fits; a window that would hold less
+    than a quarter of ``body`` (the next line is too long) is instead a full window cut inside the
+    line, and the next one starts ``stride`` subwords before its end."""
+    if len(word_first):
+        first = np.ones(len(word_line), dtype=bool)
+        first[1:] = word_line[1:] != word_line[:-1]
+        cuts = word_first[first]
+    else:
+        cuts = np.zeros(1, dtype=np.int64)
+    starts, ends = [], []
+    s = 0
+    while n_tokens - s > body:
+        k = int(np.searchsorted(cuts, s + body, side="right")) - 1
+        cut = int(cuts[k])
+        if cut - s >= body // 4:
+            starts.append(s)
+            ends.append(cut)
+            s = cut
+        else:
+            starts.append(s)
+            ends.append(s + body)
+            s += max(1, body - stride)
+    starts.append(s)
+    ends.append(n_tokens)
+    return np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
 
 
 class PageEncoder:
@@ -68,7 +109,7 @@ class PageEncoder:
 
     def __init__(self, tokenizer, max_length: int = 512, stride: int = 128,
                  max_subwords_per_word: int = 32, cache_size: int = 500_000, lexical_buckets: int = 0,
-                 lexical_window: int = 0, last_window: str = "align"):
+                 lexical_window: int = 0, windows: str = "lines"):
         self.tokenizer = tokenizer
         self.body = max_length - 2
         if self.body < 8:
@@ -83,14 +124,16 @@ class PageEncoder:
         self._cache_size = cache_size
         self.lexical_buckets = lexical_buckets
         self.lexical_window = lexical_window
-        self.last_window = last_window
+        if windows not in WINDOW_PLANS:
+            raise ValueError(f"windows {windows!r}: use one of {', '.join(WINDOW_PLANS)}")
+        self.windows = windows
         self._lex_cache: dict[str, tuple[int, ...]] = {}
 
     @classmethod
     def from_config(cls, tokenizer, config, **kwargs) -> "PageEncoder":
         """The encoder a joint model was trained with: same window, stride and lexical features
-        (``stride``/``last_window`` may be overridden: training windows need no overlap)."""
-        kwargs.setdefault("last_window", getattr(config, "last_window", "align"))
+        (``stride``/``windows`` may be overridden: training windows need no overlap)."""
+        kwargs.setdefault("windows", getattr(config, "windows", "lines"))
         kwargs.setdefault("stride", config.stride)
         return cls(tokenizer, max_length=config.window_length,
                    lexical_buckets=getattr(config, "lexical_buckets", 0),
@@ -149,7 +192,8 @@ class PageEncoder:
         return feat
 
     def plan(self, feat: dict) -> WindowPlan:
-        return plan_windows(feat["word_first"], len(feat["input_ids"]), self.body, self.stride, self.last_window)
+        return plan_windows(feat["word_first"], len(feat["input_ids"]), self.body, self.stride, self.windows,
+                            feat["word_line"])
 
     def window_ids(self, feat: dict, plan: WindowPlan, w: int) -> np.ndarray:
         ids = feat["input_ids"][plan.starts[w]:plan.ends[w]]

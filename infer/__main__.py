@@ -25,6 +25,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--block-size", type=int, default=256, metavar="N",
                     help="input records per block; batches never cross blocks, so resumed and sharded runs write "
                          "the same bytes (default 256). Keep it the same when resuming.")
+    ap.add_argument("--windows", choices=("lines", "short", "align"), default=None,
+                    help="how a long page is cut into encoder windows (default lines: whole lines, no overlap; "
+                         "short/align: fixed windows overlapping by the model's stride)")
     ap.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
     ap.add_argument("--dtype", choices=("float32", "bfloat16", "float16", "auto"), default="auto")
     ap.add_argument("--no-text", action="store_true", help="leave 'text' out of the output records")
@@ -88,7 +91,8 @@ def main(argv: list[str] | None = None) -> int:
         try:
             tagger = Tagger.from_pretrained(args.model, device=_device(args.device, world, local_rank),
                                             dtype=None if args.dtype == "auto" else args.dtype,
-                                            batch_tokens=args.batch_tokens, block_size=args.block_size)
+                                            batch_tokens=args.batch_tokens, block_size=args.block_size,
+                                            windows=args.windows)
         except (FileNotFoundError, ValueError, OSError, RuntimeError, AssertionError) as err:
             raise JobError(f"cannot load the model from {args.model}: {err}") from None
         max_chars = args.max_chars if args.max_chars is not None else getattr(tagger, "max_chars", 5_000_000)

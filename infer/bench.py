@@ -93,7 +93,7 @@ def bench_pages(n: int, seed: int = 0, min_words: int = 250, max_words: int = 25
 
 
 def random_model(size: str, pages: list[Page], window: int = 512, stride: int = 128,
-                 entity_rate: float = 0.25, seed: int = 0, last_window: str = "short"):
+                 entity_rate: float = 0.25, seed: int = 0, windows: str = "lines"):
     """A joint model with random weights of a standard shape and a WordPiece vocabulary trained on
     ``pages`` (no download). The NER head's ``O`` bias is set so that about ``entity_rate`` of the
     words get an entity tag, so agreement is measured over many entities."""
@@ -109,7 +109,7 @@ def random_model(size: str, pages: list[Page], window: int = 512, stride: int = 
     enc = BertConfig(vocab_size=len(tok), hidden_size=hidden, num_hidden_layers=layers, num_attention_heads=heads,
                      intermediate_size=ffn, max_position_embeddings=window, pad_token_id=tok.pad_token_id)
     cfg = JointConfig(encoder=enc, id2label=tags.id2label, label2id=tags.label2id, window_length=window,
-                      stride=stride, last_window=last_window)
+                      stride=stride, windows=windows)
     model = JointModel(cfg).eval()
     # Random position embeddings would make a word's tag depend on where its window starts, which a
     # trained model's does not; without them the two runs' entities can be compared in the overlaps.
@@ -274,8 +274,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--quantize", choices=["int8"], default=None, help="the Tagger's encoder in dynamic int8 (CPU)")
     ap.add_argument("--window", type=int, default=512, help="window length of a random-weight model")
     ap.add_argument("--stride", type=int, default=128, help="window overlap of a random-weight model")
-    ap.add_argument("--last-window", choices=["align", "short", "model"], default="model",
-                    help="window plan of the Tagger (model: the model config's; the random-weight models use short)")
+    ap.add_argument("--windows", choices=["align", "short", "lines", "model"], default="model",
+                    help="window plan of the Tagger (data.features.plan_windows; model: the model config's, "
+                         "which is lines for the random-weight models)")
     ap.add_argument("--rounds", type=int, default=2, help="timed passes of each method (interleaved)")
     ap.add_argument("--batch-sizes", default="1,4,8", help="pipeline batch sizes to try")
     ap.add_argument("--batch-tokens", type=int, default=None,
@@ -309,8 +310,7 @@ def main(argv=None) -> dict:
                                         quantize=args.quantize)
         model, tok, size = tagger.model, tagger.encoder.tokenizer, Path(args.model).name
     else:
-        model, tok = random_model(args.size, pages, args.window, args.stride, seed=args.seed,
-                                  last_window="align" if args.last_window == "align" else "short")
+        model, tok = random_model(args.size, pages, args.window, args.stride, seed=args.seed)
         size = args.size
     cfg = model.config
     if getattr(cfg, "lexical_buckets", 0):
@@ -321,8 +321,8 @@ def main(argv=None) -> dict:
     if not args.model:
         tagger = Tagger(model, tok, device=device, dtype=dtype, batch_tokens=args.batch_tokens,
                         quantize=args.quantize, compile=args.compile)
-    if args.last_window != "model":
-        tagger.encoder.last_window = args.last_window
+    if args.windows != "model":
+        tagger.encoder.windows = args.windows
     hf = hf.to(device, dtype).eval()
     hf_tok.model_max_length = cfg.window_length
     pipe = pipeline("token-classification", model=hf, tokenizer=hf_tok, device=device,
@@ -390,7 +390,7 @@ def main(argv=None) -> dict:
         "quantize": args.quantize, "compile": bool(args.compile),
         "pages": len(pages), "tokens": n_tokens, "rounds": args.rounds, "timing_spread": round(spread, 3),
         "pipeline_batch_size": batch_size, "window_length": L, "stride": cfg.stride,
-        "batch_tokens": args.batch_tokens, "threads": threads, "last_window": tagger.encoder.last_window,
+        "batch_tokens": args.batch_tokens, "threads": threads, "windows": tagger.encoder.windows,
         "cpu": cpu_name(), "int8_flags": int8_flags(), "torch": torch.__version__,
         "date": dt.datetime.now().isoformat(timespec="seconds"),
     }

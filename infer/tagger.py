@@ -52,7 +52,7 @@ def quantize_encoder(model, how: str, device: torch.device):
 class Tagger:
     def __init__(self, model, tokenizer, device=None, dtype=None, batch_tokens: int = 16384,
                  block_size: int = 256, max_chars: int = DEFAULT_MAX_CHARS, quantize: str | None = None,
-                 compile: bool = False):
+                 compile: bool = False, windows: str | None = None):
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.model = model.to(self.device, self.dtype).eval()
@@ -61,7 +61,8 @@ class Tagger:
         if compile:
             self.model.encoder = torch.compile(self.model.encoder, dynamic=True)
         cfg = model.config
-        self.encoder = PageEncoder.from_config(tokenizer, cfg)
+        # windows: the window plan (data.features.plan_windows); default: the model config's.
+        self.encoder = PageEncoder.from_config(tokenizer, cfg, **({"windows": windows} if windows else {}))
         self.ner_tags = entity_tagset(cfg.entity_types)
         self.entity_types = list(self.ner_tags.types)
         self.batch_tokens = max(int(batch_tokens), cfg.window_length)

@@ -44,3 +44,38 @@ def test_window_plans_cover_every_token():
         if n > 126:
             short, align = plan_windows(first, n, 126, 32, "short"), plan_windows(first, n, 126, 32, "align")
             assert (short.ends - short.starts).sum() <= (align.ends - align.starts).sum()
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_line_windows_cut_at_line_starts_without_overlap(seed):
+    """Words of 1-3 subwords in lines of 1-60 words, one line sometimes longer than a window."""
+    import numpy as np
+
+    from data.features import plan_windows
+
+    rng = np.random.default_rng(seed)
+    n_lines = int(rng.integers(1, 40))
+    per_line = rng.integers(1, 60, n_lines)
+    if seed % 3 == 0:
+        per_line[rng.integers(n_lines)] = 200  # a line longer than the window
+    word_line = np.repeat(np.arange(n_lines), per_line)
+    lens = rng.integers(1, 4, len(word_line))
+    first = np.concatenate([[0], np.cumsum(lens)[:-1]])
+    n = int(lens.sum())
+    body, stride = 126, 32
+    p = plan_windows(first, n, body, stride, "lines", word_line)
+    assert p.starts[0] == 0 and p.ends[-1] == n
+    assert np.all(p.ends - p.starts <= body) and np.all(p.ends > p.starts)
+    assert np.all(p.starts[1:] <= p.ends[:-1])  # no gap
+    line_start = set(first[np.r_[True, word_line[1:] != word_line[:-1]]].tolist())
+    for a, b in zip(p.starts[1:], p.ends[:-1]):
+        if a == b:  # adjacent windows: cut at a line start, never inside a line
+            assert int(a) in line_start
+        else:  # overlap only inside a line that is longer than a window
+            assert b - a == stride or e == n
+    # every word owned by a window that holds it, with its whole first subword
+    w = p.word_window
+    assert np.all(first >= p.starts[w]) and np.all(first < p.ends[w])
+    assert np.all(first - p.starts[w] + 1 == p.word_pos)
+    if max(per_line) * 3 <= body and n > body:  # short lines: no overlap at all
+        assert int((p.ends - p.starts).sum()) == n

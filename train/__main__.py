@@ -261,7 +261,7 @@ def main(argv: list[str] | None = None) -> int:
         # Training windows: no overlap by default (each subword is computed once; the evaluation
         # and the Tagger use the model's stride), the last window of a page left short.
         stride = cfg.training.window_stride
-        encoder = PageEncoder.from_config(tokenizer, model.config, last_window="short",
+        encoder = PageEncoder.from_config(tokenizer, model.config, windows="short",
                                           stride=model.config.stride if stride is None else stride)
         train_set = PageDataset(train_pages, encoder, entity_tagset(types))
     except (ConfigError, DataError) as err:

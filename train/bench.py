@@ -84,7 +84,7 @@ def main(argv=None) -> dict:
     model, tok = random_model(args.size, pages, args.window, args.stride)
     with tempfile.TemporaryDirectory() as tmp:
         hf, hf_tok = export_token_classifier(model, tok, Path(tmp))
-    encoder = PageEncoder.from_config(tok, model.config, stride=args.window_stride, last_window="short")  # as train/__main__
+    encoder = PageEncoder.from_config(tok, model.config, stride=args.window_stride, windows="short")  # as train/__main__
     ours_set = PageDataset(pages, encoder, tags)
     hf_set = hf_chunks(pages, hf_tok, tags, args.window)
     n_tokens = ours_set.n_tokens
