@@ -52,7 +52,7 @@ def quantize_encoder(model, how: str, device: torch.device):
 class Tagger:
     def __init__(self, model, tokenizer, device=None, dtype=None, batch_tokens: int = 16384,
                  block_size: int = 256, max_chars: int = DEFAULT_MAX_CHARS, quantize: str | None = None,
-                 compile: bool = False, windows: str | None = None):
+                 compile: bool = False, windows: str | None = None, prefetch: bool | None = None):
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
         self.model = model.to(self.device, self.dtype).eval()
@@ -67,6 +67,7 @@ class Tagger:
         self.entity_types = list(self.ner_tags.types)
         self.batch_tokens = max(int(batch_tokens), cfg.window_length)
         self.block_size = int(block_size)
+        self.prefetch = self.device.type == "cuda" if prefetch is None else bool(prefetch)
         self.max_chars = int(max_chars)
         self.tokens_seen = 0  # unique subword tokens tagged so far (for progress and benchmarks)
         self.padded_tokens = 0  # positions fed to the encoder, padding and overlap included
@@ -97,20 +98,34 @@ class Tagger:
 
     # -----------------------------------------------------------------------------------------
     def tag(self, pages: Iterable[Page]) -> Iterator[dict]:
-        """Results in input order, tagging fixed blocks of ``block_size`` pages at a time."""
-        block: list[Page] = []
-        for page in pages:
-            block.append(page)
-            if len(block) == self.block_size:
+        """Results in input order, tagging fixed blocks of ``block_size`` pages at a time. With
+        ``prefetch`` (the default on a GPU), a worker thread tokenises the next block while the
+        model runs on this one (the fast tokenizer releases the GIL)."""
+        blocks = _blocks(pages, self.block_size)
+        if not self.prefetch:
+            for block in blocks:
                 yield from self.tag_block(block)
-                block = []
-        if block:
-            yield from self.tag_block(block)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        def read_and_encode():  # the input is read in the worker too, one block at a time, so an
+            block = next(blocks, None)  # error in it surfaces after the blocks before it are out
+            return block, ([self.encoder.encode(p) for p in block] if block is not None else None)
+
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagger-prefetch") as pool:
+            pending = pool.submit(read_and_encode)
+            while True:
+                block, feats = pending.result()
+                if block is None:
+                    return
+                pending = pool.submit(read_and_encode)
+                yield from self.tag_block(block, feats)
 
     @torch.inference_mode()
-    def tag_block(self, pages: list[Page]) -> list[dict]:
+    def tag_block(self, pages: list[Page], feats: list[dict] | None = None) -> list[dict]:
         enc = self.encoder
-        feats = [enc.encode(p) for p in pages]
+        if feats is None:
+            feats = [enc.encode(p) for p in pages]
         plans = [enc.plan(f) for f in feats]
         n_labels = self.model.config.num_labels
         hidden = self.model.config.encoder_config.hidden_size
@@ -240,6 +255,17 @@ class Tagger:
             "entities": entities,
             "body": "\n\n".join(text[s.start:s.end] for s in sections if s.label == "body"),
         }
+
+
+def _blocks(pages: Iterable[Page], size: int) -> Iterator[list[Page]]:
+    block: list[Page] = []
+    for page in pages:
+        block.append(page)
+        if len(block) == size:
+            yield block
+            block = []
+    if block:
+        yield block
 
 
 def _to_device(a: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -287,3 +287,21 @@ def test_encode_windows_splits_short_windows_without_changing_states(tiny):
     assert calls == [torch.Size([3, 64]), torch.Size([3, 14]), torch.Size([6, 64])]
     keep = mask.bool()
     assert torch.allclose(split[keep], whole[keep], atol=1e-5)
+
+
+def test_prefetching_tagger_equals_plain_and_keeps_errors_in_place(tiny):
+    model, tok, enc, tags = tiny
+    pages = [Page.from_dict(d) if isinstance(d, dict) else d for d in synthetic_pages(7, seed=13)]
+    plain = list(Tagger(model, tok, device="cpu", block_size=2, prefetch=False).tag(pages))
+    fetched = list(Tagger(model, tok, device="cpu", block_size=2, prefetch=True).tag(pages))
+    assert fetched == plain and len(plain) == 7
+
+    def broken():
+        yield from pages[:4]
+        raise RuntimeError("input broke after 4 pages")
+
+    got = []
+    with pytest.raises(RuntimeError, match="after 4 pages"):
+        for rec in Tagger(model, tok, device="cpu", block_size=2, prefetch=True).tag(broken()):
+            got.append(rec)
+    assert got == plain[:4]

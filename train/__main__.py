@@ -258,8 +258,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         tokenizer = make_tokenizer(cfg, args, train_pages, checkpoint)
         model = make_model(cfg, tokenizer, types)
-        # Training windows: no overlap by default (each subword is computed once; the evaluation
-        # and the Tagger use the model's stride), the last window of a page left short.
+        # Training windows: fixed cuts without overlap by default (each subword is computed once, and
+        # the model sees words at every distance from a cut); the last window of a page left short.
+        # The evaluation uses the Tagger, which cuts at line starts.
         stride = cfg.training.window_stride
         encoder = PageEncoder.from_config(tokenizer, model.config, windows="short",
                                           stride=model.config.stride if stride is None else stride)
