@@ -28,6 +28,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--windows", choices=("lines", "short", "align"), default=None,
                     help="how a long page is cut into encoder windows (default lines: whole lines, no overlap; "
                          "short/align: fixed windows overlapping by the model's stride)")
+    ap.add_argument("--backend", choices=("torch", "onnx"), default="torch",
+                    help="run the encoder in PyTorch or in ONNX Runtime (CPU; pip install '.[onnx]')")
+    ap.add_argument("--quantize", choices=("int8",), default=None,
+                    help="int8 encoder weights (CPU): dynamic quantisation in PyTorch or ONNX Runtime")
     ap.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
     ap.add_argument("--dtype", choices=("float32", "bfloat16", "float16", "auto"), default="auto")
     ap.add_argument("--no-text", action="store_true", help="leave 'text' out of the output records")
@@ -92,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
             tagger = Tagger.from_pretrained(args.model, device=_device(args.device, world, local_rank),
                                             dtype=None if args.dtype == "auto" else args.dtype,
                                             batch_tokens=args.batch_tokens, block_size=args.block_size,
-                                            windows=args.windows)
-        except (FileNotFoundError, ValueError, OSError, RuntimeError, AssertionError) as err:
+                                            windows=args.windows, backend=args.backend, quantize=args.quantize)
+        except (FileNotFoundError, ValueError, OSError, RuntimeError, AssertionError, ImportError) as err:
             raise JobError(f"cannot load the model from {args.model}: {err}") from None
         max_chars = args.max_chars if args.max_chars is not None else getattr(tagger, "max_chars", 5_000_000)
         if hasattr(tagger, "max_chars"):

@@ -272,6 +272,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: fp32 on CPU, bf16 on GPU)")
     ap.add_argument("--quantize", choices=["int8"], default=None, help="the Tagger's encoder in dynamic int8 (CPU)")
+    ap.add_argument("--backend", choices=["torch", "onnx"], default="torch",
+                    help="the Tagger's encoder in PyTorch or ONNX Runtime (CPU; pip install '.[onnx]')")
     ap.add_argument("--window", type=int, default=512, help="window length of a random-weight model")
     ap.add_argument("--stride", type=int, default=128, help="window overlap of a random-weight model")
     ap.add_argument("--windows", choices=["align", "short", "lines", "model"], default="model",
@@ -306,9 +308,8 @@ def main(argv=None) -> dict:
 
     pages = load_pages(args.pages)[: args.n_pages] if args.pages else bench_pages(args.n_pages, args.seed)
     if args.model:
-        tagger = Tagger.from_pretrained(args.model, device=device, dtype=dtype, batch_tokens=args.batch_tokens,
-                                        quantize=args.quantize)
-        model, tok, size = tagger.model, tagger.encoder.tokenizer, Path(args.model).name
+        plain = Tagger.from_pretrained(args.model, device=device, dtype=dtype)
+        model, tok, size = plain.model, plain.encoder.tokenizer, Path(args.model).name
     else:
         model, tok = random_model(args.size, pages, args.window, args.stride, seed=args.seed)
         size = args.size
@@ -318,9 +319,8 @@ def main(argv=None) -> dict:
               "agreement will be low", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
         hf, hf_tok = export_token_classifier(model, tok, Path(tmp))
-    if not args.model:
-        tagger = Tagger(model, tok, device=device, dtype=dtype, batch_tokens=args.batch_tokens,
-                        quantize=args.quantize, compile=args.compile)
+    tagger = Tagger(model, tok, device=device, dtype=dtype, batch_tokens=args.batch_tokens,
+                    quantize=args.quantize, compile=args.compile, backend=args.backend)
     if args.windows != "model":
         tagger.encoder.windows = args.windows
     hf = hf.to(device, dtype).eval()
@@ -387,7 +387,7 @@ def main(argv=None) -> dict:
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "probe_gflops": round(probe / 1e9, 1), "flops_per_token": fpt,
         "device": str(device), "dtype": str(dtype).replace("torch.", ""), "size": size,
-        "quantize": args.quantize, "compile": bool(args.compile),
+        "quantize": args.quantize, "compile": bool(args.compile), "backend": args.backend,
         "pages": len(pages), "tokens": n_tokens, "rounds": args.rounds, "timing_spread": round(spread, 3),
         "pipeline_batch_size": batch_size, "window_length": L, "stride": cfg.stride,
         "batch_tokens": args.batch_tokens, "threads": threads, "windows": tagger.encoder.windows,
@@ -397,7 +397,7 @@ def main(argv=None) -> dict:
     if device.type == "cuda":
         res["gpu"] = torch.cuda.get_device_name(device)
         res["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-    print(f"{len(pages)} pages, {n_tokens:,} tokens; {size} {res['dtype']}{' int8' if args.quantize else ''} "
+    print(f"{len(pages)} pages, {n_tokens:,} tokens; {size} {res['dtype']}{' int8' if args.quantize else ''}{' onnxruntime' if args.backend == 'onnx' else ''} "
           f"on {device} ({threads} threads)\n"
           f"  tagger   {res['tagger_tokens_per_s']:>10,.0f} tokens/s {res['tagger_pages_per_s']:8.2f} pages/s\n"
           f"  pipeline {res['pipeline_tokens_per_s']:>10,.0f} tokens/s {res['pipeline_pages_per_s']:8.2f} pages/s"

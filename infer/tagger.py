@@ -52,11 +52,25 @@ def quantize_encoder(model, how: str, device: torch.device):
 class Tagger:
     def __init__(self, model, tokenizer, device=None, dtype=None, batch_tokens: int = 16384,
                  block_size: int = 256, max_chars: int = DEFAULT_MAX_CHARS, quantize: str | None = None,
-                 compile: bool = False, windows: str | None = None, prefetch: bool | None = None):
+                 compile: bool = False, windows: str | None = None, prefetch: bool | None = None,
+                 backend: str = "torch"):
         self.device = resolve_device(device)
         self.dtype = resolve_dtype(dtype, self.device)
+        if backend not in ("torch", "onnx"):
+            raise ValueError(f"unknown backend {backend!r}; use torch or onnx")
+        if quantize or compile or backend != "torch":
+            import copy
+
+            model = copy.deepcopy(model)  # the encoder is replaced below; the caller's model stays as it is
         self.model = model.to(self.device, self.dtype).eval()
-        if quantize:
+        self.backend = backend
+        if backend == "onnx":
+            if self.device.type != "cpu" or self.dtype != torch.float32:
+                raise ValueError("backend='onnx' runs the encoder on the CPU in float32 (int8 with quantize='int8')")
+            from infer.onnx import OnnxEncoder
+
+            self.model.encoder = OnnxEncoder(self.model.encoder, quantize=quantize)
+        elif quantize:
             self.model = quantize_encoder(self.model, quantize, self.device)
         if compile:
             self.model.encoder = torch.compile(self.model.encoder, dynamic=True)
