@@ -14,7 +14,6 @@ run tiny_onnx        -m infer.bench --size tiny --n-pages 40 --threads "$T" --ba
 run base_torch       -m infer.bench --size base --n-pages 24 --threads "$T" --rounds 1 --batch-sizes 1,8
 run base_onnx        -m infer.bench --size base --n-pages 24 --threads "$T" --rounds 1 --batch-sizes 1,8 --backend onnx
 run base_onnx_int8   -m infer.bench --size base --n-pages 24 --threads "$T" --rounds 1 --batch-sizes 1,8 --backend onnx --quantize int8
-run base_torch_int8  -m infer.bench --size base --n-pages 24 --threads "$T" --rounds 1 --batch-sizes 1,8 --quantize int8
 run train_tiny       -m train.bench --size tiny --n-pages 40 --threads "$T"
 grep -o "avx[a-z0-9_]*\|amx[a-z0-9_]*\|vnni" /proc/cpuinfo | sort -u | tr "\n" " " > "$OUT_DIR/cpu_flags.txt" || true
 echo "wrote $OUT_DIR" >&2
