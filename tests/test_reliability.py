@@ -21,6 +21,7 @@ import pytest
 from data.schema import DEFAULT_MAX_CHARS, ErrorRecord, Page, parse_line
 from fuzz_pages import check_record
 from synthetic import TINY_OVERRIDES, synthetic_pages, tiny_config, write_pages
+from train.__main__ import last_complete_checkpoint
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false"}
@@ -207,7 +208,10 @@ def test_sigkilled_training_resumes_from_its_checkpoint(train_setup):
     first = out / "checkpoint-4"
     log = tmp / "killed.log"
     proc = start(train_cmd(cfg, out), log)
-    assert kill_when(proc, lambda: (first / "trainer_state.json").exists()), f"ended before its first checkpoint: {tail(log)}"
+    # Kill once the first checkpoint is complete (its trainer_state.json, written last, parses);
+    # a kill in the middle of writing that file would rightly leave nothing to resume from.
+    assert kill_when(proc, lambda: last_complete_checkpoint(out) is not None), \
+        f"ended before its first checkpoint: {tail(log)}"
     assert_no_half_written_model(out)
     assert not (out / "config.json").exists()
     # A kill can also land while the next checkpoint is being saved; plant such a half-written one
