@@ -130,14 +130,9 @@ def _without_gold(raw: bytes) -> bytes:
 
 def blocks(records: Iterable[tuple[int, Record]], size: int) -> Iterator[list[tuple[int, Record]]]:
     """Fixed blocks: block k holds records kN .. kN+N-1 (error records count)."""
-    block: list[tuple[int, Record]] = []
-    for rec in records:
-        block.append(rec)
-        if len(block) == size:
-            yield block
-            block = []
-    if block:
-        yield block
+    from infer.tagger import fixed_blocks
+
+    return fixed_blocks(records, size)
 
 
 # ---------------------------------------------------------------------------------------------

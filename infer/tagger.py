@@ -7,6 +7,7 @@ lines' pooled states are accumulated per page, then the section layer runs over 
 """
 from __future__ import annotations
 
+from itertools import islice
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -115,7 +116,7 @@ class Tagger:
         """Results in input order, tagging fixed blocks of ``block_size`` pages at a time. With
         ``prefetch`` (the default on a GPU), a worker thread tokenises the next block while the
         model runs on this one (the fast tokenizer releases the GIL)."""
-        blocks = _blocks(pages, self.block_size)
+        blocks = fixed_blocks(pages, self.block_size)
         if not self.prefetch:
             for block in blocks:
                 yield from self.tag_block(block)
@@ -271,14 +272,10 @@ class Tagger:
         }
 
 
-def _blocks(pages: Iterable[Page], size: int) -> Iterator[list[Page]]:
-    block: list[Page] = []
-    for page in pages:
-        block.append(page)
-        if len(block) == size:
-            yield block
-            block = []
-    if block:
+def fixed_blocks(items: Iterable, size: int) -> Iterator[list]:
+    """Consecutive blocks of ``size`` items (the last one shorter): the Tagger's and the CLI's unit."""
+    it = iter(items)
+    while block := list(islice(it, size)):
         yield block
 
 
