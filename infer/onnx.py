@@ -52,6 +52,9 @@ def export_encoder(encoder: nn.Module, path: Path, opset: int = 17) -> Path:
     return path
 
 
+QUANT_OPTIONS: dict = {}
+
+
 class OnnxEncoder(nn.Module):
     """A stand-in for the HF encoder inside ``JointModel``: same call, ``last_hidden_state`` out."""
 
@@ -74,7 +77,7 @@ class OnnxEncoder(nn.Module):
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             qpath = path.with_name("encoder.int8.onnx")
-            quantize_dynamic(str(path), str(qpath), weight_type=QuantType.QInt8)
+            quantize_dynamic(str(path), str(qpath), weight_type=QuantType.QInt8, **QUANT_OPTIONS)
             path = qpath
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -86,7 +86,7 @@ class ModelConfig:
     stride: int = field(default=64, metadata={"help": "subwords shared by neighbouring windows"})
     line_hidden_size: int = field(default=128, metadata={"help": "section BiGRU size"})
     line_layers: int = field(default=1, metadata={"help": "section BiGRU layers"})
-    line_pooling: Literal["mean", "mean+first+length"] = field(default="mean+first+length", metadata={
+    line_pooling: Literal["mean", "mean+first+length"] = field(default="mean", metadata={
         "help": "section layer input per line: mean word state, or mean + first word + log word count"})
     section_loss_weight: float = field(default=1.0, metadata={"help": "loss = ner + weight * section"})
     classifier_dropout: float = field(default=0.1, metadata={"help": "dropout before both heads"})

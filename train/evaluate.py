@@ -53,6 +53,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sentences-per-doc", type=int, default=8, help="CoNLL sentences per page")
     p.add_argument("--out", required=True, help="output folder (replaced atomically)")
     p.add_argument("--batch-tokens", type=int, default=None, help="tagger batch size in tokens")
+    p.add_argument("--windows", choices=("align", "short", "lines"), default=None,
+                   help="how long pages are cut into encoder windows (default: the Tagger's, lines)")
     p.add_argument("--device", default=None, help="torch device (default: the tagger's choice)")
     return p.parse_args(argv)
 
@@ -224,6 +226,8 @@ def main(argv: Sequence[str] | None = None, tagger=None) -> int:
             kw = {"device": args.device}
             if args.batch_tokens:
                 kw["batch_tokens"] = args.batch_tokens
+            if args.windows:
+                kw["windows"] = args.windows
             try:
                 tagger = Tagger.from_pretrained(args.model, **kw)
             except (FileNotFoundError, ValueError) as err:
