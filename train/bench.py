@@ -4,7 +4,8 @@ Both run under ``transformers.Trainer`` in one process, on the same pages, the s
 and the same number of pages per step, one epoch each, interleaved (ours, HF, HF, ours, ...):
 - ours: ``JointModel`` + ``PageEncoder.collate``, as ``python -m train`` feeds the Trainer
   (whole pages per step, their windows without overlap, short last windows in a second encoder call,
-  NER + section loss, ``group_by_length`` on page length);
+  NER + section loss, ``group_by_length`` on page length, CPU dropout masks from numpy
+  (``model.fast_dropout``; ``--no-fast-dropout`` for torch's own));
 - HF: ``BertForTokenClassification`` + ``DataCollatorForTokenClassification`` on the pages'
   model-view words, cut into ``window_length`` chunks without overlap (``return_overflowing_tokens``,
   so no text is lost), labels on first subtokens (run_ner.py's recipe), batch = as many chunks as
@@ -60,6 +61,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--stride", type=int, default=64, help="the model's window overlap (inference)")
     ap.add_argument("--window-stride", type=int, default=0,
                     help="overlap of our training windows (training.window_stride; default 0, the trainer's)")
+    ap.add_argument("--no-fast-dropout", action="store_true",
+                    help="our trainer with torch's own dropout (training.fast_dropout=false)")
     ap.add_argument("--rounds", type=int, default=2, help="epochs of each, interleaved")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", help="write the figures here")
@@ -84,6 +87,10 @@ def main(argv=None) -> dict:
     model, tok = random_model(args.size, pages, args.window, args.stride)
     with tempfile.TemporaryDirectory() as tmp:
         hf, hf_tok = export_token_classifier(model, tok, Path(tmp))
+    if not args.no_fast_dropout:  # as train/__main__ (training.fast_dropout)
+        from model import enable_fast_dropout
+
+        enable_fast_dropout(model)
     encoder = PageEncoder.from_config(tok, model.config, stride=args.window_stride, windows="short")  # as train/__main__
     ours_set = PageDataset(pages, encoder, tags)
     hf_set = hf_chunks(pages, hf_tok, tags, args.window)
@@ -122,7 +129,7 @@ def main(argv=None) -> dict:
         "speedup": round(hf_s / ours_s, 3), "size": args.size, "pages": len(pages), "tokens": n_tokens,
         "batch_pages": args.batch_pages, "hf_batch_chunks": hf_batch, "ours_windows": windows,
         "hf_chunks": len(hf_set), "window_length": args.window, "stride": args.stride,
-        "window_stride": args.window_stride, "threads": threads,
+        "window_stride": args.window_stride, "fast_dropout": not args.no_fast_dropout, "threads": threads,
         "rounds": args.rounds, "timing_spread": round(max(max(v) / min(v) for v in times.values()) - 1, 3),
         "peak_rss_mb": round(peak_rss_mb(), 1), "cpu": cpu_name(), "torch": torch.__version__,
     }
