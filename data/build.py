@@ -135,7 +135,8 @@ def make_split(split: str, n_pages: int, docs: list[ConllDocument], news: list[A
     pages: list[Page] = []
     with tqdm(total=len(bodies), desc=split, unit="page", disable=args.quiet) as bar:
         for i in range(0, len(bodies), 100):
-            pages += build_pages(bodies[i:i + 100], furniture, rng, which=which, id_prefix=f"{split}-{i // 100}-")
+            pages += build_pages(bodies[i:i + 100], furniture, rng, which=which, id_prefix=f"{split}-{i // 100}-",
+                                 augment=getattr(args, "augment", 0.0) if which == "train" else 0.0)
             bar.update(len(bodies[i:i + 100]))
     return pages
 
@@ -174,6 +175,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="templates and wordings for dev pages (default: train)")
     ap.add_argument("--test-templates", default="held_out", choices=["train", "held_out"],
                     help="templates and wordings for test pages (default: held_out, never seen in train)")
+    ap.add_argument("--augment", type=float, default=0.0, metavar="P",
+                    help="share of furniture wordings made up (data.augment) on train-template pages; "
+                         "never a held-out wording (default: 0)")
     ap.add_argument("--seed", type=int, default=13, help="random seed; the output is a function of it (default: 13)")
     ap.add_argument("--out", type=Path, required=True, help="output folder for train.jsonl, dev.jsonl, test.jsonl")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")

@@ -14,6 +14,7 @@ import random
 import re
 from dataclasses import dataclass, field
 
+from data.augment import AUGMENTED_KINDS, arabic_digits, augmented_wording
 from data.schema import Page, Span
 from data.templates import (AGENCIES, CATEGORIES, DATE_FORMATS, HIJRI_MONTHS, LEVANT_MONTHS, MONTHS, PERSONS,
                             PLACES, SITES, TIME_FORMATS, WEEKDAYS, Template, templates, wordings)
@@ -97,12 +98,17 @@ _EASTERN = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 class Furniture:
     """Draws the furniture of one page: wordings from one half (train or held-out), labelled slots."""
 
-    def __init__(self, rng: random.Random, which: str):
-        self.rng, self.which = rng, which
+    def __init__(self, rng: random.Random, which: str, augment: float = 0.0):
+        if augment and which != "train":
+            raise ValueError("augment: made-up wordings are for the train half only")
+        self.rng, self.which, self.augment = rng, which, augment
         self.used: list[str] = []  # the wording formats this page used (recorded in meta)
 
     def wording(self, kind: str) -> str:
-        w = self.rng.choice(wordings(kind, self.which))
+        if self.augment and kind in AUGMENTED_KINDS and self.rng.random() < self.augment:
+            w = augmented_wording(kind, self.rng)
+        else:
+            w = self.rng.choice(wordings(kind, self.which))
         self.used.append(w)
         return w
 
@@ -177,7 +183,7 @@ def _related(other: list[Article], f: Furniture, t: Template) -> Block:
     bullet = f.wording("bullet")
     lines = [_plain(f.wording("related_header"))] if r.random() < t.header else []
     for n, item in enumerate(r.sample(other, k=min(len(other), r.randint(3, 10))), 1):
-        b = bullet.format(n=n)
+        b = bullet.format(n=n, n_ar=arabic_digits(n))
         lines += fill(t.indent + (b + " " if b else "") + "{t}", {"t": _title_piece(item)})
     return Block("related", lines)
 
@@ -228,10 +234,10 @@ def _source(f: Furniture) -> Block:
 # Assembly
 
 def build_page(article: Article, other: list[Article], rng: random.Random, template: Template,
-               which: str = "train", page_id: str | None = None) -> Page:
+               which: str = "train", page_id: str | None = None, augment: float = 0.0) -> Page:
     """One page: ``article`` as the body, ``other`` articles (with titles) as teasers and related items.
     Teasers are drawn at random; with a large pool the body's own title almost never comes back."""
-    f = Furniture(rng, which)
+    f = Furniture(rng, which, augment)
     if not other:
         other = [article]
     order = [p for p in template.order if p in ("title", "body") or rng.random() >= template.p_drop]
@@ -305,15 +311,16 @@ def assemble(blocks: list[Block], annotate: str, rng: random.Random, blank: floa
 
 def build_pages(bodies: list[Article], furniture: list[Article], rng: random.Random,
                 which: str = "train", template_set: tuple[Template, ...] | None = None,
-                id_prefix: str = "") -> list[Page]:
+                id_prefix: str = "", augment: float = 0.0) -> list[Page]:
     """One validated page per body (the API that training calls to make pages on the fly).
 
     ``which`` selects the wording half ("train" or "held_out"); ``template_set`` defaults to the
-    templates of that half."""
+    templates of that half. ``augment``: the share of furniture wordings made up by
+    ``data.augment`` instead of drawn from the train half's lists (train half only)."""
     tset = template_set or templates(which)
     furniture = [a for a in furniture if a.title]  # once, not per page: the pool can be 30,000 long
     out = []
     for k, a in enumerate(bodies):
-        page = build_page(a, furniture, rng, rng.choice(tset), which, page_id=f"{id_prefix}{k}-{a.id}")
+        page = build_page(a, furniture, rng, rng.choice(tset), which, page_id=f"{id_prefix}{k}-{a.id}", augment=augment)
         out.append(Page.from_dict(page.to_dict()))  # every page must pass the contract
     return out

@@ -132,3 +132,39 @@ def test_build_over_a_tiny_subset_of_shared(tmp_path):
     assert any(p.entities for p in result["train"]) and any(p.entities is None for p in result["train"])
     for p in load_pages(tmp_path / "train.jsonl"):
         assert {s.label for s in p.sections} >= {"body"}
+
+
+def test_augmented_wordings_never_give_a_held_out_wording():
+    from data.augment import AUGMENTED_KINDS, SYMBOLS, _letters, allowed, augmented_wording
+
+    rng = random.Random(0)
+    import unicodedata
+
+    held_symbols = {ch for k in ("bullet", "inline_prefix") for w in WORDINGS[k][1] for ch in w
+                    if unicodedata.category(ch)[0] in "SP" and ch not in "{}:.-|()[]"}
+    assert held_symbols == {"«", "»", "■", "▶", "◀"}
+    assert held_symbols and not held_symbols & set(SYMBOLS)
+    for kind in AUGMENTED_KINDS:
+        held = {_letters(w) for w in WORDINGS[kind][1]} - {""}
+        made = {augmented_wording(kind, rng) for _ in range(3000)}
+        assert len(made) > 30, kind  # many wordings, not a handful
+        assert not made & set(WORDINGS[kind][1]), kind
+        assert not {_letters(w) for w in made} & held, kind
+        assert not {ch for w in made for ch in w} & held_symbols, kind
+        assert all(not allowed(kind, w) for w in WORDINGS[kind][1]), kind
+
+
+def test_augmented_pages_are_valid_and_vary_the_furniture():
+    arts = _articles(40)
+    plain = build_pages(arts[:30], arts, random.Random(5))
+    aug = build_pages(arts[:30], arts, random.Random(5), augment=0.8)
+    assert [p.to_dict() for p in build_pages(arts[:30], arts, random.Random(5), augment=0.8)] == [p.to_dict() for p in aug]
+    listed = {w for pair in WORDINGS.values() for half in pair for w in half}
+    made = {w for p in aug for w in p.meta["furniture"]} - listed
+    assert len(made) > 20
+    assert not {w for p in plain for w in p.meta["furniture"]} - listed  # augment=0: the lists only
+    for p in aug:
+        Page.from_dict(p.to_dict())
+        assert p.sections and any(s.label == "body" for s in p.sections)
+    with pytest.raises(ValueError, match="train half"):
+        build_pages(arts[:2], arts, random.Random(5), which="held_out", augment=0.5)

@@ -51,6 +51,9 @@ class SourceConfig:
         "help": "builder: share of pages whose body is a CoNLL document when news is also given"})
     max_news: int | None = field(default=20000, metadata={"help": "builder: articles read from news, at most"})
     seed: int = field(default=13, metadata={"help": "builder: random seed of the pages"})
+    augment: float = field(default=0.0, metadata={
+        "help": "builder, train templates: share of furniture wordings made up by data.augment (bullets from "
+                "whole symbol blocks, composed headers), never a held-out wording"})
 
 
 @dataclass
@@ -292,6 +295,10 @@ def check_paths(cfg: RunConfig) -> None:
                 raise ConfigError(f"data.{split}[{i}]: give paths (or news, for a builder source)")
             if src.kind != "builder" and src.news:
                 raise ConfigError(f"data.{split}[{i}].news: only a builder source takes news")
+            if not 0.0 <= src.augment <= 1.0:
+                raise ConfigError(f"data.{split}[{i}].augment: {src.augment} is not a share between 0 and 1")
+            if src.augment and (src.kind != "builder" or src.templates != "train"):
+                raise ConfigError(f"data.{split}[{i}].augment: only a builder source on train templates takes it")
     for j, p in enumerate(cfg.tokenizer.extra_text):
         if not Path(p).exists():
             raise ConfigError(f"tokenizer.extra_text[{j}]: path {p!r} does not exist")
