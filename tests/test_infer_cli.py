@@ -251,7 +251,7 @@ def test_folder_of_txt_files(tiny_model_dir, tmp_path):
     assert records(single)[0]["text"] == recs[1]["text"]
 
 
-@pytest.mark.parametrize("case", ["missing-model", "model-is-file", "missing-input", "corrupt-model"])
+@pytest.mark.parametrize("case", ["missing-model", "model-is-file", "missing-input", "corrupt-model", "no-onnxruntime"])
 def test_fatal_errors_exit_2_with_one_message(case, tiny_model_dir, tmp_path):
     inp = write_lines(tmp_path / "in.jsonl", [page_line("a", "نص")])
     model = tiny_model_dir
@@ -265,12 +265,21 @@ def test_fatal_errors_exit_2_with_one_message(case, tiny_model_dir, tmp_path):
         model = tmp_path / "corrupt"
         model.mkdir()
         (model / "config.json").write_text("{ not json", encoding="utf-8")
+    extra, env = [], dict(os.environ)
+    if case == "no-onnxruntime":  # --backend onnx where onnxruntime cannot be imported
+        shim = tmp_path / "shim" / "onnxruntime"
+        shim.mkdir(parents=True)
+        (shim / "__init__.py").write_text("raise ImportError('No module named onnxruntime')\n", encoding="utf-8")
+        env["PYTHONPATH"] = os.pathsep.join([str(shim.parent), env.get("PYTHONPATH", "")])
+        extra = ["--backend", "onnx"]
     out = tmp_path / "out.jsonl"
-    proc = subprocess.run([sys.executable, "-m", "infer", "--model", str(model), str(inp), "-o", str(out)],
-                          capture_output=True, text=True, cwd=REPO, timeout=300)
+    proc = subprocess.run([sys.executable, "-m", "infer", "--model", str(model), str(inp), "-o", str(out), *extra],
+                          capture_output=True, text=True, cwd=REPO, timeout=300, env=env)
     assert proc.returncode == 2
     err = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(err) == 1 and "Traceback" not in proc.stderr, proc.stderr
+    if case == "no-onnxruntime":
+        assert "pip install '.[onnx]'" in err[0]
     assert not out.exists()
 
 
