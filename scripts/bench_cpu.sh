@@ -9,13 +9,15 @@ mkdir -p "$OUT_DIR"
 PY="${PYTHON:-$(test -x .venv/bin/python && echo .venv/bin/python || echo python)}"
 T="${THREADS:-$(nproc)}"
 run() { local name="$1"; shift; echo "== $name" >&2; "$PY" "$@" --json "$OUT_DIR/$name.json" 2>&1 | grep -v "it/s\]" | tee "$OUT_DIR/$name.log" | tail -6; }
-run base_torch       -m infer.bench --size base --n-pages 24 --threads "$T" --rounds 1 --batch-sizes 1,8
-run base_onnx        -m infer.bench --size base --n-pages 24 --threads "$T" --rounds 1 --batch-sizes 1,8 --backend onnx
-run base_onnx_int8   -m infer.bench --size base --n-pages 24 --threads "$T" --rounds 1 --batch-sizes 1,8 --backend onnx --quantize int8
-run tiny_torch       -m infer.bench --size tiny --n-pages 40 --threads "$T"
-run tiny_onnx        -m infer.bench --size tiny --n-pages 40 --threads "$T" --backend onnx
-run tiny_torch_short -m infer.bench --size tiny --n-pages 40 --threads "$T" --windows short
-run train_tiny       -m train.bench --size tiny --n-pages 40 --threads "$T"
-run base_onnx_short  -m infer.bench --size base --n-pages 24 --threads "$T" --rounds 1 --batch-sizes 1,8 --backend onnx --windows short
+B="--size base --n-pages 24 --threads $T --rounds 1 --batch-sizes 1,8"
+run base_torch            -m infer.bench $B
+run base_torch_short      -m infer.bench $B --windows short
+run base_onnx_int8        -m infer.bench $B --backend onnx --quantize int8
+run base_onnx_int8_short  -m infer.bench $B --backend onnx --quantize int8 --windows short
+run tiny_torch            -m infer.bench --size tiny --n-pages 40 --threads "$T"
+run tiny_onnx             -m infer.bench --size tiny --n-pages 40 --threads "$T" --backend onnx
+run tiny_torch_short      -m infer.bench --size tiny --n-pages 40 --threads "$T" --windows short
+run train_tiny            -m train.bench --size tiny --n-pages 40 --threads "$T"
+run train_tiny_torch_dropout -m train.bench --size tiny --n-pages 40 --threads "$T" --no-fast-dropout
 grep -o "avx[a-z0-9_]*\|amx[a-z0-9_]*\|vnni" /proc/cpuinfo | sort -u | tr "\n" " " > "$OUT_DIR/cpu_flags.txt" || true
 echo "wrote $OUT_DIR" >&2

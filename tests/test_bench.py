@@ -26,7 +26,25 @@ def test_infer_bench_writes_json(tmp_path):
     assert saved["entities_tagger"] > 0  # the biased NER head makes entities frequent
     # Same model, same windows: the two runs must find nearly the same entities.
     assert saved["entity_agreement"] > 0.9
+    assert saved["entity_agreement_outside_pipeline_overlaps"] > 0.9
     assert saved["device"] == "cpu" and saved["dtype"] == "float32" and saved["size"] == "tiny"
+
+
+def test_pipeline_seams_are_the_words_two_stride_chunks_cover():
+    from data.features import PageEncoder
+    from infer.bench import bench_pages, pipeline_seams, random_model
+
+    pages = bench_pages(3, min_words=300, max_words=400)
+    model, tok = random_model("tiny", pages, window=66, stride=16)
+    enc = PageEncoder.from_config(tok, model.config)
+    seams = pipeline_seams(pages, enc, body=64, stride=16)
+    for p in pages:
+        n = len(enc.encode(p)["input_ids"])
+        assert n > 200
+        # about 16 shared subwords per chunk boundary, boundaries every 48 subwords
+        words = len(seams[p.id])
+        assert (n // 48 - 1) * 4 <= words <= (n // 48 + 1) * 16, (n, words)
+        assert all(p.text[s:e].strip() for s, e in seams[p.id])
 
 
 def test_window_plans_cover_every_token():
