@@ -52,10 +52,11 @@ def export_encoder(encoder: nn.Module, path: Path, opset: int = 17) -> Path:
     return path
 
 
-# Dynamic int8: per-channel weight scales and 7-bit weights (reduce_range), which keep the u8 x s8
-# products of CPUs without VNNI (AVX2 only) from saturating; on random base-size weights this raised
-# agreement with fp32 from 88.7% to 92.7% and was also the fastest setting (scripts/bench_cpu.sh).
-QUANT_OPTIONS: dict = {"per_channel": True, "reduce_range": True}
+# Dynamic int8 with per-channel weight scales. Agreement with fp32 on the benchmark's random base
+# model (24 pages, same windows): per-tensor 89.7%, per-channel 90.8%, reduce_range 90.3%, both 82.9%
+# (on a 16-page model: per-tensor 88.7%, both 92.7%); random weights with a sharpened NER head make
+# these noisy, and per-channel scales are the usual choice for accuracy.
+QUANT_OPTIONS: dict = {"per_channel": True}
 
 
 class OnnxEncoder(nn.Module):
