@@ -16,13 +16,15 @@ import re
 import unicodedata
 
 from data.templates import WORDINGS
+from data.text import normalize
 
-_DIACRITICS = re.compile("[\u064b-\u0652\u0640]")
 _FOLD = str.maketrans({"أ": "ا", "إ": "ا", "آ": "ا", "ة": "ه", "ى": "ي"})
 
 
 def _letters(s: str) -> str:
-    s = _DIACRITICS.sub("", re.sub(r"\{[a-z_]*\}", "", s)).translate(_FOLD).lower()
+    """The letters of a wording in the model's view (``data.text.normalize``: no diacritics or tatweel),
+    alef forms, taa marbuta and alef maqsura folded, Latin lower-cased; slots like ``{n}`` left out."""
+    s = normalize(re.sub(r"\{[a-z_]*\}", "", s)).translate(_FOLD).lower()
     return "".join(ch for ch in s if ch.isalpha())
 
 
@@ -33,7 +35,6 @@ def _symbols(s: str) -> set[str]:
 
 _HELD_OUT_LETTERS = {kind: {_letters(w) for w in pair[1]} - {""} for kind, pair in WORDINGS.items()}
 _HELD_OUT_SYMBOLS = set().union(*(_symbols(w) for kind in ("bullet", "inline_prefix") for w in WORDINGS[kind][1]))
-_HELD_OUT_BULLETS = set(WORDINGS["bullet"][1])
 
 
 def _symbol_pool() -> tuple[str, ...]:
@@ -101,8 +102,9 @@ AUGMENTED_KINDS = ("bullet", "read_also_header", "inline_prefix", "related_heade
 
 
 def allowed(kind: str, wording: str) -> bool:
-    """False when ``wording`` is (in letters) a held-out wording of ``kind``, or uses a held-out bullet."""
-    if wording in WORDINGS[kind][1] or (kind == "bullet" and wording in _HELD_OUT_BULLETS):
+    """False when ``wording`` is a held-out wording of ``kind`` (or has its letters), or uses a
+    symbol that a held-out bullet or prefix uses."""
+    if wording in WORDINGS[kind][1]:
         return False
     if _symbols(wording) & _HELD_OUT_SYMBOLS:
         return False

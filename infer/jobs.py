@@ -14,6 +14,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
+from itertools import islice
 from pathlib import Path
 from typing import IO, Callable, Iterable, Iterator, Union
 
@@ -128,11 +129,13 @@ def _without_gold(raw: bytes) -> bytes:
     return json.dumps(d, ensure_ascii=False).encode("utf-8", "surrogatepass")
 
 
-def blocks(records: Iterable[tuple[int, Record]], size: int) -> Iterator[list[tuple[int, Record]]]:
-    """Fixed blocks: block k holds records kN .. kN+N-1 (error records count)."""
-    from infer.tagger import fixed_blocks
+def fixed_blocks(items: Iterable, size: int) -> Iterator[list]:
+    """Consecutive blocks of ``size`` items, the last one shorter: block k holds items kN .. kN+N-1.
+    The unit of the Tagger and of the CLI's records (where error records count too)."""
+    it = iter(items)
+    while block := list(islice(it, size)):
+        yield block
 
-    return fixed_blocks(records, size)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -353,7 +356,7 @@ class Job:
         tokens0 = getattr(self.tagger, "tokens_seen", None)  # the Tagger counts the subwords it encodes
         warn = lambda msg: bar.write(msg, file=sys.stderr)  # noqa: E731
         try:
-            for k, block in enumerate(blocks(self.records(), self.block_size)):
+            for k, block in enumerate(fixed_blocks(self.records(), self.block_size)):
                 if not owned(k):
                     continue
                 skip = max(0, done - seen_in_file)

@@ -7,7 +7,6 @@ lines' pooled states are accumulated per page, then the section layer runs over 
 """
 from __future__ import annotations
 
-from itertools import islice
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -17,6 +16,7 @@ import torch
 from data.features import PageEncoder
 from data.labels import SECTION_TAGS, bio_runs, entity_tagset
 from data.schema import DEFAULT_MAX_CHARS, Page
+from infer.jobs import fixed_blocks
 
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
@@ -270,13 +270,6 @@ class Tagger:
             "entities": entities,
             "body": "\n\n".join(text[s.start:s.end] for s in sections if s.label == "body"),
         }
-
-
-def fixed_blocks(items: Iterable, size: int) -> Iterator[list]:
-    """Consecutive blocks of ``size`` items (the last one shorter): the Tagger's and the CLI's unit."""
-    it = iter(items)
-    while block := list(islice(it, size)):
-        yield block
 
 
 def _to_device(a: np.ndarray, device: torch.device) -> torch.Tensor:

@@ -46,15 +46,13 @@ class _DropWithMask(torch.autograd.Function):
         return (out.mul_(ctx.scale) if ctx.scale != 1.0 else out), None, None
 
 
-def fast_dropout(x: torch.Tensor, p: float, training: bool = True, scale: bool = True) -> torch.Tensor:
-    """Dropout of ``x`` (torch's own off the CPU). ``scale=False`` leaves out the ``1 / (1 - p)``
-    factor, for a caller that applies it to a smaller tensor downstream."""
+def fast_dropout(x: torch.Tensor, p: float, training: bool = True) -> torch.Tensor:
+    """Dropout of ``x``; torch's own off the CPU."""
     if not training or p == 0.0 or x.device.type != "cpu" or x.numel() == 0:
-        out = nn.functional.dropout(x, p, training)
-        return out if scale or not training else out * (1.0 - p)
+        return nn.functional.dropout(x, p, training)
     if p >= 1.0:
         return x * 0.0
-    return _DropWithMask.apply(x, drop_mask(x.shape, p), 1.0 / (1.0 - p) if scale else 1.0)
+    return _DropWithMask.apply(x, drop_mask(x.shape, p), 1.0 / (1.0 - p))
 
 
 class FastDropout(nn.Dropout):
@@ -69,7 +67,7 @@ def sdpa_fast_dropout(module: nn.Module, query: torch.Tensor, key: torch.Tensor,
                       **kwargs):
     """The HF attention interface: SDPA, except for CPU training with attention dropout, where the
     probabilities are computed as SDPA's math path does and dropped with :func:`fast_dropout`."""
-    if dropout == 0.0 or not module.training or query.device.type != "cpu" or kwargs.get("is_causal"):
+    if dropout == 0.0 or dropout >= 1.0 or not module.training or query.device.type != "cpu" or kwargs.get("is_causal"):
         from transformers.integrations.sdpa_attention import sdpa_attention_forward
 
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
@@ -80,8 +78,9 @@ def sdpa_fast_dropout(module: nn.Module, query: torch.Tensor, key: torch.Tensor,
         if attention_mask.dtype == torch.bool:  # [batch, 1, q, k]: made additive before it meets the heads
             attention_mask = torch.where(attention_mask, 0.0, torch.finfo(weights.dtype).min).to(weights.dtype)
         weights = weights + attention_mask
-    weights = fast_dropout(torch.softmax(weights, dim=-1), dropout, True, scale=False)
-    out = torch.matmul(weights, value) * (1.0 / (1.0 - dropout))  # the dropout's scale, on the smaller tensor
+    probs = torch.softmax(weights, dim=-1)
+    probs = _DropWithMask.apply(probs, drop_mask(probs.shape, dropout), 1.0)  # scaled below, on the smaller tensor
+    out = torch.matmul(probs, value) * (1.0 / (1.0 - dropout))
     return out.transpose(1, 2).contiguous(), None
 
 
