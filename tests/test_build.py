@@ -168,3 +168,21 @@ def test_augmented_pages_are_valid_and_vary_the_furniture():
         assert p.sections and any(s.label == "body" for s in p.sections)
     with pytest.raises(ValueError, match="train half"):
         build_pages(arts[:2], arts, random.Random(5), which="held_out", augment=0.5)
+
+
+@pytest.mark.parametrize("value", ["1.5", "-0.1"])
+def test_augment_outside_0_1_is_a_usage_error(value, tmp_path, capsys):
+    with pytest.raises(SystemExit) as exc:
+        parse_args(["--news", str(tmp_path), "--out", str(tmp_path / "o"), "--augment", value])
+    assert exc.value.code == 2 and "--augment" in capsys.readouterr().err
+
+
+def test_augment_makes_up_train_wordings_only(built):
+    tmp, _ = built
+    args = ["--conll", str(tmp / "doc.txt"), "--test-conll", str(tmp / "heldout.txt"), "--news", str(tmp),
+            "--sentences-per-doc", "4", "--pages", "20", "6", "6", "--seed", "3", "--quiet", "--augment", "1.0"]
+    res = main(args + ["--out", str(tmp / "aug")])
+    listed = {w for pair in WORDINGS.values() for half in pair for w in half}
+    assert {w for p in res["train"] for w in p.meta["furniture"]} - listed
+    for split in ("dev", "test"):
+        assert {w for p in res[split] for w in p.meta["furniture"]} <= listed, split

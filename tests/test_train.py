@@ -184,6 +184,8 @@ def test_entity_regions_mask_ner_loss_outside(tiny):
     ("training.metric_for_best_model=eval_bogus", "training.metric_for_best_model"),
     ("training.window_stride=500", "training.window_stride"),
     ("data.train.0.augment=0.5", "data.train[0].augment"),  # a pages source: only builder pages are made up
+    ("data.train.0.augment=1.5", "data.train[0].augment"),
+    ("data.dev.0.augment=0.5", "data.dev[0].augment"),
 ])
 def test_config_errors_exit_2_naming_the_key(override, names, data_files, tmp_path, capsys):
     cfg = tiny_config(tmp_path, *data_files)

@@ -297,8 +297,8 @@ def check_paths(cfg: RunConfig) -> None:
                 raise ConfigError(f"data.{split}[{i}].news: only a builder source takes news")
             if not 0.0 <= src.augment <= 1.0:
                 raise ConfigError(f"data.{split}[{i}].augment: {src.augment} is not a share between 0 and 1")
-            if src.augment and (src.kind != "builder" or src.templates != "train"):
-                raise ConfigError(f"data.{split}[{i}].augment: only a builder source on train templates takes it")
+            if src.augment and (split != "train" or src.kind != "builder" or src.templates != "train"):
+                raise ConfigError(f"data.{split}[{i}].augment: only a training builder source on train templates takes it")
     for j, p in enumerate(cfg.tokenizer.extra_text):
         if not Path(p).exists():
             raise ConfigError(f"tokenizer.extra_text[{j}]: path {p!r} does not exist")
