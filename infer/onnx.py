@@ -74,9 +74,10 @@ class OnnxEncoder(nn.Module):
             from onnxruntime.quantization import QuantType, quantize_dynamic
 
             qpath = path.with_name("encoder.int8.onnx")
-            # Per-channel weight scales. Agreement with fp32 on the benchmark's random base model (same
-            # windows): per-tensor 89.7%, per-channel 90.8%, 7-bit weights (reduce_range) 90.3%, both 82.9%.
-            quantize_dynamic(str(path), str(qpath), weight_type=QuantType.QInt8, per_channel=True)
+            # ONNX Runtime's defaults (per-tensor scales). On random base weights per-channel scales and
+            # 7-bit weights moved agreement with fp32 either way by model (83-93%, per-tensor 89-90%), and
+            # per-channel broke the int8 section check on a tiny trained model (tests/test_onnx.py).
+            quantize_dynamic(str(path), str(qpath), weight_type=QuantType.QInt8)
             path = qpath
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
