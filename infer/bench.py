@@ -300,6 +300,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--batch-tokens", type=int, default=None,
                     help="the Tagger's token budget per batch (default: 4096 on CPU, 16384 on GPU)")
     ap.add_argument("--threads", type=int, default=None, help="torch threads (default: the cores this process may use)")
+    ap.add_argument("--streams", type=int, default=None,
+                    help="the Tagger's compute streams (default: 2 on a CPU with 2+ threads, 1 on a GPU)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the Tagger's encoder (GPU)")
     ap.add_argument("--json", help="write the figures here")
     ap.add_argument("--seed", type=int, default=0)
@@ -336,7 +338,7 @@ def main(argv=None) -> dict:
     with tempfile.TemporaryDirectory() as tmp:
         hf, hf_tok = export_token_classifier(model, tok, Path(tmp))
     tagger = Tagger(model, tok, device=device, dtype=dtype, batch_tokens=args.batch_tokens,
-                    quantize=args.quantize, compile=args.compile, backend=args.backend)
+                    quantize=args.quantize, compile=args.compile, backend=args.backend, streams=args.streams)
     if args.windows != "model":
         tagger.encoder.windows = args.windows
     hf = hf.to(device, dtype).eval()
@@ -411,7 +413,7 @@ def main(argv=None) -> dict:
         "quantize": args.quantize, "compile": bool(args.compile), "backend": args.backend,
         "pages": len(pages), "tokens": n_tokens, "rounds": args.rounds, "timing_spread": round(spread, 3),
         "pipeline_batch_size": batch_size, "window_length": L, "stride": cfg.stride,
-        "batch_tokens": args.batch_tokens, "threads": threads, "windows": tagger.encoder.windows,
+        "batch_tokens": args.batch_tokens, "threads": threads, "streams": tagger.streams, "windows": tagger.encoder.windows,
         "cpu": cpu_name(), "int8_flags": int8_flags(), "torch": torch.__version__,
         "date": dt.datetime.now().isoformat(timespec="seconds"),
     }

@@ -54,8 +54,17 @@ class Tagger:
     def __init__(self, model, tokenizer, device=None, dtype=None, batch_tokens: int = 16384,
                  block_size: int = 256, max_chars: int = DEFAULT_MAX_CHARS, quantize: str | None = None,
                  compile: bool = False, windows: str | None = None, prefetch: bool | None = None,
-                 backend: str = "torch"):
+                 backend: str = "torch", streams: int | None = None):
         self.device = resolve_device(device)
+        # Compute streams (CPU): batches run side by side in this many threads; default 2 where torch
+        # has 2 threads or more, 1 on a GPU (there the worker thread prefetches input instead).
+        if streams is None:
+            streams = 2 if self.device.type == "cpu" and torch.get_num_threads() >= 2 and not compile else 1
+        if int(streams) < 1:
+            raise ValueError(f"streams must be at least 1, not {streams!r}")
+        if compile and int(streams) > 1:
+            raise ValueError("compile=True runs one stream (a compiled module is not called from two threads)")
+        self.streams = int(streams)
         self.dtype = resolve_dtype(dtype, self.device)
         if backend not in ("torch", "onnx"):
             raise ValueError(f"unknown backend {backend!r}; use torch or onnx")
@@ -70,7 +79,8 @@ class Tagger:
                 raise ValueError("backend='onnx' runs the encoder on the CPU in float32 (int8 with quantize='int8')")
             from infer.onnx import OnnxEncoder
 
-            self.model.encoder = OnnxEncoder(self.model.encoder, quantize=quantize)
+            per = max(1, torch.get_num_threads() // self.streams)  # concurrent runs share the session
+            self.model.encoder = OnnxEncoder(self.model.encoder, quantize=quantize, threads=per)
         elif quantize:
             self.model = quantize_encoder(self.model, quantize, self.device)
         if compile:
@@ -153,13 +163,45 @@ class Tagger:
         # Every window of the block, longest first (stable, so a page's windows stay together).
         items = [(i, w, int(p.ends[w] - p.starts[w])) for i, p in enumerate(plans) for w in range(len(p.starts))]
         items.sort(key=lambda t: -t[2])
-        for batch in _budget_batches(items, self.batch_tokens):
-            self._run_windows(batch, feats, plans, ner_probs, line_sums, line_counts, line_firsts)
+        batches = list(_budget_batches(items, self.batch_tokens))
+        for out in self._computed(batches, feats, plans):  # in batch order, whatever the streams
+            self._accumulate(*out, feats, ner_probs, line_sums, line_counts, line_firsts)
 
         sec_probs = self._sections(feats, line_sums, line_counts, line_firsts)
         return [self._decode(p, f, np_, sp) for p, f, np_, sp in zip(pages, feats, ner_probs, sec_probs)]
 
-    def _run_windows(self, batch, feats, plans, ner_probs, line_sums, line_counts, line_firsts) -> None:
+    def _computed(self, batches, feats, plans) -> Iterator[tuple | None]:
+        """Each batch's encoder and NER outputs, in batch order. With ``streams`` > 1 (CPU), that many
+        worker threads run batches side by side, each with its share of the torch threads: two
+        one-thread streams keep two cores busier than one two-thread stream (the glue between
+        matrix products runs on one core while the other stream computes). Accumulating in batch
+        order keeps the results bit-identical to a single stream."""
+        if self.streams <= 1 or len(batches) < 2:
+            for batch in batches:
+                yield self._compute(batch, feats, plans)
+            return
+        from concurrent.futures import ThreadPoolExecutor
+
+        total = torch.get_num_threads()
+        per = max(1, total // self.streams)
+
+        def start():
+            torch.set_num_threads(per)
+
+        def work(batch):
+            with torch.inference_mode():  # thread-local: the caller's mode does not reach workers
+                return self._compute(batch, feats, plans)
+
+        torch.set_num_threads(per)  # MKL's count is process-wide: lower it before the workers start
+        try:
+            with ThreadPoolExecutor(max_workers=self.streams, initializer=start,
+                                    thread_name_prefix="tagger-stream") as pool:
+                yield from pool.map(work, batches)
+        finally:
+            torch.set_num_threads(total)
+
+    def _compute(self, batch, feats, plans) -> tuple | None:
+        """One batch of windows through the encoder: the owned words' states and NER probabilities."""
         enc = self.encoder
         width = max(t[2] for t in batch) + 2
         ids = np.full((len(batch), width), enc.pad_id, dtype=np.int64)
@@ -169,8 +211,6 @@ class Tagger:
             ids[r, : n + 2] = enc.window_ids(feats[i], plans[i], w)
             mask[r, : n + 2] = 1
             rows_of.setdefault(i, {})[w] = r
-        self.padded_tokens += ids.size
-        self.real_tokens += sum(t[2] + 2 for t in batch)
         index, owners, lex = [], [], []
         for i, rows in rows_of.items():
             plan = plans[i]
@@ -185,15 +225,25 @@ class Tagger:
             owners.append((i, word_ids))
             if "lex_ids" in feats[i]:
                 lex.append(feats[i]["lex_ids"][word_ids])
+        counts = (ids.size, sum(t[2] + 2 for t in batch))
         if not index:
-            return
+            return None, None, None, counts
         dev = self.device
         states = self.model.word_states(_to_device(ids, dev), _to_device(mask, dev),
                                         _to_device(np.concatenate(index), dev))
         if lex:
             states = self.model.add_lexical(states, torch.from_numpy(np.concatenate(lex)).to(dev))
         probs = torch.softmax(self.model.ner_logits(states).float(), dim=-1).cpu().numpy()
-        states = states.float()
+        return owners, states.float(), probs, counts
+
+    def _accumulate(self, owners, states, probs, counts, feats, ner_probs, line_sums, line_counts,
+                    line_firsts) -> None:
+        """A computed batch into its pages' NER probabilities and pooled line states."""
+        self.padded_tokens += counts[0]
+        self.real_tokens += counts[1]
+        if owners is None:
+            return
+        dev = self.device
         start = 0
         for i, word_ids in owners:
             k = len(word_ids)
