@@ -245,6 +245,72 @@ class PageEncoder:
     __call__ = collate
 
 
+def _row_pages(batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor, int]:
+    """Each window row's page (-1 for a row that owns no word), each word's page, the page count."""
+    line_page = batch["line_page"]
+    n_pages = int(line_page.max()) + 1 if len(line_page) else 0
+    width = batch["input_ids"].shape[1]
+    word_page = line_page[batch["word_line"]]
+    row_page = torch.full((batch["input_ids"].shape[0],), -1, dtype=torch.long)
+    row_page[batch["word_index"] // width] = word_page
+    return row_page, word_page, n_pages
+
+
+def split_groups(batch: dict[str, torch.Tensor], n: int) -> list[list[int]]:
+    """The batch's pages (0-based, in batch order) in ``n`` groups balanced by their windows' real
+    lengths: greedy, heaviest page first, into the lightest group. Empty groups are left out."""
+    row_page, _, n_pages = _row_pages(batch)
+    owned = row_page >= 0
+    lengths = batch["attention_mask"].sum(1)
+    weight = torch.zeros(n_pages, dtype=torch.float64).index_add_(0, row_page[owned], lengths[owned].double())
+    loads, groups = [0.0] * n, [[] for _ in range(n)]
+    for page in sorted(range(n_pages), key=lambda i: (-float(weight[i]), i)):
+        g = min(range(n), key=lambda k: (loads[k], k))
+        groups[g].append(page)
+        loads[g] += float(weight[page])
+    return [sorted(g) for g in groups if g]
+
+
+def split_batch(batch: dict[str, torch.Tensor], n: int) -> list[dict[str, torch.Tensor]]:
+    """A batch of :meth:`PageEncoder.collate` cut into ``n`` batches of whole pages
+    (:func:`split_groups`), each as ``collate`` would have made it from those pages alone (narrower
+    where its windows are). A window that owns no word is dropped: it adds nothing to any output.
+    Fewer than 2 pages, or ``n`` < 2: ``[batch]``."""
+    row_page, word_page, n_pages = _row_pages(batch)
+    if n < 2 or n_pages < 2:
+        return [batch]
+    ids, mask, word_index = batch["input_ids"], batch["attention_mask"], batch["word_index"]
+    width = ids.shape[1]
+    word_line, line_page = batch["word_line"], batch["line_page"]
+    word_row, word_pos = word_index // width, word_index % width
+    lengths = mask.sum(1)
+    out = []
+    for pages in split_groups(batch, n):
+        keep = torch.zeros(n_pages, dtype=torch.bool)
+        keep[pages] = True
+        new_page = torch.cumsum(keep.long(), 0) - 1
+        lines = keep[line_page]
+        new_line = torch.cumsum(lines.long(), 0) - 1
+        words = keep[word_page]
+        rows = (row_page >= 0) & keep[row_page.clamp(min=0)]
+        new_row = torch.cumsum(rows.long(), 0) - 1
+        w = int(lengths[rows].max())
+        part = {
+            "input_ids": ids[rows, :w], "attention_mask": mask[rows, :w],
+            "word_index": new_row[word_row[words]] * w + word_pos[words],
+            "word_line": new_line[word_line[words]],
+            "line_page": new_page[line_page[lines]],
+            "line_pos": batch["line_pos"][lines],
+        }
+        for key in ("lex_ids", "ner_labels"):
+            if key in batch:
+                part[key] = batch[key][words]
+        if "section_labels" in batch:
+            part["section_labels"] = batch["section_labels"][lines]
+        out.append(part)
+    return out
+
+
 _CLITICS = ("وبال", "وال", "بال", "فال", "كال", "لل", "ال", "و", "ف", "ب", "ل", "ك")
 LEXICAL_FEATURES = 10
 

@@ -15,16 +15,34 @@ Off the CPU, and in eval mode, everything falls through to PyTorch's own dropout
 """
 from __future__ import annotations
 
+import contextlib
+import threading
+
 import numpy as np
 import torch
 from torch import nn
 
 ATTENTION_NAME = "sdpa_fast_dropout"
+_local = threading.local()
+
+
+@contextlib.contextmanager
+def thread_generator(seed: int):
+    """Masks drawn in this thread come from a generator seeded with ``seed`` instead of torch's
+    global one: threads that train side by side (``training.streams``) then draw reproducibly,
+    whichever thread runs first."""
+    previous = getattr(_local, "generator", None)
+    _local.generator = torch.Generator().manual_seed(int(seed))
+    try:
+        yield
+    finally:
+        _local.generator = previous
 
 
 def drop_mask(shape: torch.Size | tuple[int, ...], p: float) -> torch.Tensor:
     """A bool tensor, True where an element is dropped (probability ``p`` each)."""
-    seed = int(torch.randint(0, 2**62, (1,)).item())  # torch's generator drives the stream
+    # torch's generator (or this thread's, see thread_generator) drives the stream
+    seed = int(torch.randint(0, 2**62, (1,), generator=getattr(_local, "generator", None)).item())
     u = np.random.Generator(np.random.PCG64(seed)).random(tuple(shape), dtype=np.float32)
     return torch.from_numpy(u < p)
 
@@ -82,6 +100,11 @@ def sdpa_fast_dropout(module: nn.Module, query: torch.Tensor, key: torch.Tensor,
     probs = _DropWithMask.apply(probs, drop_mask(probs.shape, dropout), 1.0)  # scaled below, on the smaller tensor
     out = torch.matmul(probs, value) * (1.0 / (1.0 - dropout))
     return out.transpose(1, 2).contiguous(), None
+
+
+def uses_fast_dropout(model: nn.Module) -> bool:
+    """Whether :func:`enable_fast_dropout` was applied to ``model``."""
+    return any(isinstance(m, FastDropout) for m in model.modules())
 
 
 def enable_fast_dropout(model: nn.Module) -> int:

@@ -35,7 +35,7 @@ from model import JointConfig, JointModel, enable_fast_dropout, train_wordpiece
 from train.config import ConfigError, RunConfig, check_paths, help_text, load_config, to_dict
 from train.data import DataError, PageDataset, dev_pages, entity_types, training_pages, vocabulary_texts
 from train.report import write_json, write_model_card, write_report, write_text
-from train.trainer import JointTrainer, dev_scores, precision_flags
+from train.trainer import JointTrainer, dev_scores, precision_flags, stream_count
 
 USAGE = "usage: python -m train CONFIG.yaml [key=value ...]"
 
@@ -277,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     trainer = JointTrainer(model=model, args=args, train_dataset=train_set, eval_dataset=dev,
                            data_collator=encoder.collate, processing_class=tokenizer,
                            eval_batch_tokens=cfg.training.eval_batch_tokens,
-                           lexical_lr_multiplier=cfg.training.lexical_lr_multiplier)
+                           lexical_lr_multiplier=cfg.training.lexical_lr_multiplier,
+                           streams=stream_count(cfg.training.streams, model, args))
     result = trainer.train(resume_from_checkpoint=checkpoint)
     runtime = result.metrics.get("train_runtime", 0.0)
     tokens = trainer.state.num_input_tokens_seen

@@ -2,10 +2,11 @@
 
 Both run under ``transformers.Trainer`` in one process, on the same pages, the same encoder weights
 and the same number of pages per step, one epoch each, interleaved (ours, HF, HF, ours, ...):
-- ours: ``JointModel`` + ``PageEncoder.collate``, as ``python -m train`` feeds the Trainer
+- ours: ``JointModel`` + ``PageEncoder.collate`` + ``JointTrainer``, as ``python -m train`` runs them
   (whole pages per step, their windows without overlap, short last windows in a second encoder call,
   NER + section loss, ``group_by_length`` on page length, CPU dropout masks from numpy
-  (``model.fast_dropout``; ``--no-fast-dropout`` for torch's own));
+  (``training.fast_dropout``; ``--no-fast-dropout`` for torch's own), each step's two halves of
+  pages side by side in two threads (``training.streams``; ``--streams 1`` for one));
 - HF: ``BertForTokenClassification`` + ``DataCollatorForTokenClassification`` on the pages'
   model-view words, cut into ``window_length`` chunks without overlap (``return_overflowing_tokens``,
   so no text is lost), labels on first subtokens (run_ner.py's recipe), batch = as many chunks as
@@ -63,6 +64,8 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="overlap of our training windows (training.window_stride; default 0, the trainer's)")
     ap.add_argument("--no-fast-dropout", action="store_true",
                     help="our trainer with torch's own dropout (training.fast_dropout=false)")
+    ap.add_argument("--streams", type=int, default=None,
+                    help="our trainer's CPU streams (training.streams; default auto: 2 with 2+ threads)")
     ap.add_argument("--rounds", type=int, default=2, help="epochs of each, interleaved")
     ap.add_argument("--threads", type=int, default=None)
     ap.add_argument("--json", help="write the figures here")
@@ -78,6 +81,7 @@ def main(argv=None) -> dict:
     from data.features import PageEncoder
     from infer.bench import random_model
     from train.data import PageDataset
+    from train.trainer import JointTrainer, stream_count
 
     hf_logging.set_verbosity_error()
     threads = args.threads or len(os.sched_getaffinity(0))
@@ -104,11 +108,13 @@ def main(argv=None) -> dict:
         if which == "ours":  # as train/__main__.py sets it up
             targs = TrainingArguments(per_device_train_batch_size=args.batch_pages, remove_unused_columns=False,
                                       train_sampling_strategy="group_by_length", **common)
-            return Trainer(model=model, args=targs, train_dataset=ours_set, data_collator=encoder.collate)
+            return JointTrainer(model=model, args=targs, train_dataset=ours_set, data_collator=encoder.collate,
+                                streams=stream_count(args.streams, model, targs))
         targs = TrainingArguments(per_device_train_batch_size=hf_batch, **common)
         return Trainer(model=hf, args=targs, train_dataset=hf_set,
                        data_collator=DataCollatorForTokenClassification(hf_tok))
 
+    streams_used = trainer("ours", tempfile.gettempdir()).streams
     times: dict[str, list[float]] = {"ours": [], "hf": []}
     with tempfile.TemporaryDirectory() as out:
         for which in ("ours", "hf"):  # warm-up: a few steps each, untimed
@@ -130,11 +136,12 @@ def main(argv=None) -> dict:
         "batch_pages": args.batch_pages, "hf_batch_chunks": hf_batch, "ours_windows": windows,
         "hf_chunks": len(hf_set), "window_length": args.window, "stride": args.stride,
         "window_stride": args.window_stride, "fast_dropout": not args.no_fast_dropout, "threads": threads,
+        "streams": streams_used,
         "rounds": args.rounds, "timing_spread": round(max(max(v) / min(v) for v in times.values()) - 1, 3),
         "peak_rss_mb": round(peak_rss_mb(), 1), "cpu": cpu_name(), "torch": torch.__version__,
     }
     print(f"{len(pages)} pages, {n_tokens:,} tokens, {args.size}, {args.batch_pages} pages/step "
-          f"({windows} windows of {args.window}, training overlap {args.window_stride}) vs {hf_batch} chunks/step ({len(hf_set)} chunks)\n"
+          f"({windows} windows of {args.window}, training overlap {args.window_stride}, {streams_used} stream(s)) vs {hf_batch} chunks/step ({len(hf_set)} chunks)\n"
           f"  ours      {res['ours_tokens_per_s']:>9,.0f} tokens/s\n"
           f"  HF recipe {res['hf_tokens_per_s']:>9,.0f} tokens/s\n"
           f"  speedup {res['speedup']:.2f}x; timing spread {res['timing_spread']:.1%}")

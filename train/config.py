@@ -132,6 +132,9 @@ class TrainingConfig:
     fast_dropout: bool = field(default=True, metadata={
         "help": "CPU training: dropout masks from numpy's PCG64 instead of torch's bernoulli_ (same law, "
                 "about 3x cheaper; model.fast_dropout). No effect on GPU or at inference"})
+    streams: int | None = field(default=None, metadata={
+        "help": "CPU training in one process: 2 runs each step's two halves of pages side by side in two threads "
+                "(same gradient; needs fast_dropout and fp32), 1 does not; null: 2 where torch has 2+ threads"})
     group_by_length: bool = field(default=True, metadata={"help": "batch pages of similar token counts"})
     args: dict[str, Any] = field(default_factory=dict, metadata={
         "help": "any other transformers TrainingArguments field, passed through"})

@@ -14,6 +14,7 @@ import torch
 from transformers import Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
 
+from data.features import split_batch
 from data.schema import Page
 from infer.tagger import Tagger
 from train.metrics import entity_metrics, section_metrics
@@ -53,14 +54,96 @@ class EpochSeededLengthSampler(LengthGroupedSampler):
         self.generator.manual_seed(self.seed + int(epoch))
 
 
-class JointTrainer(Trainer):
-    """``eval_dataset`` is a list of gold :class:`Page` objects, not features."""
+def stream_count(requested: int | None, model, args) -> int:
+    """Training streams (``training.streams``; None: auto). Streams run on one process's CPU in fp32
+    with the CPU dropout masks (whose per-thread generators keep a run reproducible); anywhere else
+    one stream. Auto: 2 where torch has 2 threads or more."""
+    from model.fast_dropout import uses_fast_dropout
 
-    def __init__(self, *args, eval_batch_tokens: int = 16384, lexical_lr_multiplier: float = 1.0, **kwargs):
+    possible = (args.device.type == "cpu" and args.world_size == 1 and not (args.bf16 or args.fp16)
+                and uses_fast_dropout(model))
+    if requested is None:
+        return 2 if possible and torch.get_num_threads() >= 2 else 1
+    if requested not in (1, 2):
+        raise ValueError(f"training.streams must be 1 or 2, not {requested!r}")
+    return requested if possible else 1
+
+
+class JointTrainer(Trainer):
+    """``eval_dataset`` is a list of gold :class:`Page` objects, not features.
+
+    With ``streams=2`` (CPU), each step's pages are cut in two halves (``data.features.split_batch``)
+    that run forward and backward side by side in two threads, each with half of torch's threads:
+    the many small element-wise operations of a backward pass keep two one-thread streams busier
+    than one two-thread stream. Each half's loss is weighted by its share of the labelled words and
+    lines, so the gradient is the whole batch's; the halves' gradients are added in a fixed order,
+    and each thread draws its dropout masks from its own generator seeded from torch's, so a run
+    stays bit-reproducible."""
+
+    def __init__(self, *args, eval_batch_tokens: int = 16384, lexical_lr_multiplier: float = 1.0,
+                 streams: int = 1, **kwargs):
         super().__init__(*args, **kwargs)
         self.eval_batch_tokens = eval_batch_tokens
         self.lexical_lr_multiplier = lexical_lr_multiplier
         self.last_eval: dict | None = None
+        self.streams = int(streams)
+        self._stream_pool = None
+
+    def training_step(self, model, inputs, num_items_in_batch=None):
+        if self.streams < 2:
+            return super().training_step(model, inputs, num_items_in_batch)
+        from concurrent.futures import ThreadPoolExecutor
+
+        from model.fast_dropout import thread_generator
+
+        model.train()
+        if hasattr(self.optimizer, "train") and callable(self.optimizer.train):
+            self.optimizer.train()
+        inputs = self._prepare_inputs(inputs)
+        parts = split_batch(inputs, self.streams)
+        if len(parts) < 2:
+            return super().training_step(model, inputs, num_items_in_batch)
+        count = lambda part, key: int((part[key] != -100).sum()) if key in part else 0  # noqa: E731
+        n_ner = max(1, sum(count(q, "ner_labels") for q in parts))
+        n_sec = max(1, sum(count(q, "section_labels") for q in parts))
+        lam = self.accelerator.unwrap_model(model).config.section_loss_weight
+        scale = 1.0 / self.current_gradient_accumulation_steps
+        seeds = torch.randint(0, 2**62, (len(parts),)).tolist()  # from torch's generator, in order
+        total = torch.get_num_threads()
+        per = max(1, total // len(parts))
+
+        params = [p for p in model.parameters() if p.requires_grad]
+
+        def run(k: int):
+            part = parts[k]
+            with thread_generator(seeds[k]), self.compute_loss_context_manager():
+                out = model(**part)
+                loss = (out.ner_loss * (count(part, "ner_labels") / n_ner)
+                        + lam * out.section_loss * (count(part, "section_labels") / n_sec))
+            grads = torch.autograd.grad(loss * scale, params, allow_unused=True)
+            return loss.detach(), grads
+
+        if self._stream_pool is None:
+            self._stream_pool = ThreadPoolExecutor(max_workers=self.streams, thread_name_prefix="train-stream",
+                                                   initializer=torch.set_num_threads, initargs=(per,))
+        torch.set_num_threads(per)  # MKL's thread count is process-wide: lower it while the streams run
+        try:
+            results = list(self._stream_pool.map(run, range(len(parts))))
+        finally:
+            torch.set_num_threads(total)
+        with torch.no_grad():  # the halves' gradients summed in a fixed order: bit-reproducible
+            for i, p in enumerate(params):
+                gs = [g[i] for _, g in results if g[i] is not None]
+                if not gs:
+                    continue
+                g = gs[0]
+                for more in gs[1:]:
+                    g = g + more
+                if p.grad is None:
+                    p.grad = g
+                else:
+                    p.grad += g
+        return sum(loss for loss, _ in results) * scale
 
     def create_optimizer(self, model=None):
         """The default AdamW groups, with the hashed lexical table on its own learning rate: each of
