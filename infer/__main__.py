@@ -32,6 +32,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="run the encoder in PyTorch or in ONNX Runtime (CPU; pip install '.[onnx]')")
     ap.add_argument("--quantize", choices=("int8",), default=None,
                     help="int8 encoder weights (CPU): dynamic quantisation in PyTorch or ONNX Runtime")
+    ap.add_argument("--overlap", choices=("central", "longest"), default="central",
+                    help="where windows overlap: central (each word from the window where it has the most context) "
+                         "or longest (the HF pipeline's rule: of two overlapping entities the longer; for its exact output)")
     ap.add_argument("--streams", type=int, default=None, metavar="N",
                     help="CPU: batches run side by side in N threads, each with its share of torch's threads "
                          "(default 2 where torch has 2 or more; the records are the same for any N)")
@@ -100,7 +103,7 @@ def main(argv: list[str] | None = None) -> int:
                                             dtype=None if args.dtype == "auto" else args.dtype,
                                             batch_tokens=args.batch_tokens, block_size=args.block_size,
                                             windows=args.windows, backend=args.backend, quantize=args.quantize,
-                                            streams=args.streams)
+                                            streams=args.streams, overlap=args.overlap)
         except (FileNotFoundError, ValueError, OSError, RuntimeError, AssertionError, ImportError) as err:
             raise JobError(f"cannot load the model from {args.model}: {err}") from None
         max_chars = args.max_chars if args.max_chars is not None else getattr(tagger, "max_chars", 5_000_000)

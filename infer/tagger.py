@@ -18,6 +18,8 @@ from data.labels import SECTION_TAGS, bio_runs, entity_tagset
 from data.schema import DEFAULT_MAX_CHARS, Page
 from infer.jobs import fixed_blocks
 
+OVERLAP_RULES = ("central", "longest")
+
 
 def resolve_device(device: str | torch.device | None) -> torch.device:
     if device in (None, "auto"):
@@ -54,8 +56,14 @@ class Tagger:
     def __init__(self, model, tokenizer, device=None, dtype=None, batch_tokens: int = 16384,
                  block_size: int = 256, max_chars: int = DEFAULT_MAX_CHARS, quantize: str | None = None,
                  compile: bool = False, windows: str | None = None, prefetch: bool | None = None,
-                 backend: str = "torch", streams: int | None = None):
+                 backend: str = "torch", streams: int | None = None, overlap: str = "central"):
         self.device = resolve_device(device)
+        # Where windows overlap, "central": each word's tag comes from the window where it has the most
+        # context; "longest": the HF pipeline's rule (entities decoded in every window, and of two that
+        # overlap the longer kept, then the higher score), for the pipeline's exact output.
+        if overlap not in OVERLAP_RULES:
+            raise ValueError(f"overlap {overlap!r}: use one of {', '.join(OVERLAP_RULES)}")
+        self.overlap = overlap
         # Compute streams (CPU): batches run side by side in this many threads; default 2 where torch
         # has 2 threads or more, 1 on a GPU (there the worker thread prefetches input instead).
         if streams is None:
@@ -164,11 +172,13 @@ class Tagger:
         items = [(i, w, int(p.ends[w] - p.starts[w])) for i, p in enumerate(plans) for w in range(len(p.starts))]
         items.sort(key=lambda t: -t[2])
         batches = list(_budget_batches(items, self.batch_tokens))
+        per_window: list[dict] | None = [{} for _ in feats] if self.overlap == "longest" else None
         for out in self._computed(batches, feats, plans):  # in batch order, whatever the streams
-            self._accumulate(*out, feats, ner_probs, line_sums, line_counts, line_firsts)
+            self._accumulate(*out, feats, ner_probs, line_sums, line_counts, line_firsts, per_window)
 
         sec_probs = self._sections(feats, line_sums, line_counts, line_firsts)
-        return [self._decode(p, f, np_, sp) for p, f, np_, sp in zip(pages, feats, ner_probs, sec_probs)]
+        return [self._decode(p, f, np_, sp, per_window[k] if per_window is not None else None)
+                for k, (p, f, np_, sp) in enumerate(zip(pages, feats, ner_probs, sec_probs))]
 
     def _computed(self, batches, feats, plans) -> Iterator[tuple | None]:
         """Each batch's encoder and NER outputs, in batch order. With ``streams`` > 1 (CPU), that many
@@ -227,22 +237,49 @@ class Tagger:
                 lex.append(feats[i]["lex_ids"][word_ids])
         counts = (ids.size, sum(t[2] + 2 for t in batch))
         if not index:
-            return None, None, None, counts
+            return None, None, None, counts, None
         dev = self.device
-        states = self.model.word_states(_to_device(ids, dev), _to_device(mask, dev),
-                                        _to_device(np.concatenate(index), dev))
+        hidden = self.model.encode_windows(_to_device(ids, dev), _to_device(mask, dev))
+        flat = hidden.reshape(-1, hidden.shape[-1])
+        states = flat.index_select(0, _to_device(np.concatenate(index), dev))
         if lex:
             states = self.model.add_lexical(states, torch.from_numpy(np.concatenate(lex)).to(dev))
         probs = torch.softmax(self.model.ner_logits(states).float(), dim=-1).cpu().numpy()
-        return owners, states.float(), probs, counts
+        windows = None
+        if self.overlap == "longest":  # every word of every window, for the per-window decoding
+            windows, cover, cover_lex = [], [], []
+            for r, (i, w, _) in enumerate(batch):
+                first, plan = feats[i]["word_first"], plans[i]
+                start = plan.starts[w]
+                lo, hi = np.searchsorted(first, [start, plan.ends[w]])
+                pos = first[lo:hi] - start + 1
+                if lo > 0 and (lo == len(first) or first[lo] > start):
+                    # The window starts inside word lo-1: like the pipeline's chunk, it tags that word
+                    # by the piece it has (at position 1).
+                    lo, pos = lo - 1, np.concatenate([[1], pos])
+                if hi > lo:
+                    windows.append((i, w, np.arange(lo, hi)))
+                    cover.append(r * width + pos)
+                    if "lex_ids" in feats[i]:
+                        cover_lex.append(feats[i]["lex_ids"][lo:hi])
+            if windows:
+                every = flat.index_select(0, _to_device(np.concatenate(cover), dev))
+                if cover_lex:
+                    every = self.model.add_lexical(every, torch.from_numpy(np.concatenate(cover_lex)).to(dev))
+                every = torch.softmax(self.model.ner_logits(every).float(), dim=-1).cpu().numpy()
+                sizes = np.cumsum([0] + [len(wi) for _, _, wi in windows])
+                windows = [(i, w, wi, every[a:b]) for (i, w, wi), a, b in zip(windows, sizes[:-1], sizes[1:])]
+        return owners, states.float(), probs, counts, windows
 
-    def _accumulate(self, owners, states, probs, counts, feats, ner_probs, line_sums, line_counts,
-                    line_firsts) -> None:
+    def _accumulate(self, owners, states, probs, counts, windows, feats, ner_probs, line_sums, line_counts,
+                    line_firsts, per_window) -> None:
         """A computed batch into its pages' NER probabilities and pooled line states."""
         self.padded_tokens += counts[0]
         self.real_tokens += counts[1]
         if owners is None:
             return
+        for i, w, word_ids, wprobs in windows or ():
+            per_window[i][w] = (word_ids, wprobs)
         dev = self.device
         start = 0
         for i, word_ids in owners:
@@ -287,30 +324,41 @@ class Tagger:
         flush()
         return out  # type: ignore[return-value]
 
-    def _decode(self, page: Page, feat: dict, ner_probs: np.ndarray, sec_probs: np.ndarray) -> dict:
+    def _runs(self, probs: np.ndarray, word_line: np.ndarray):
+        """Entity runs of consecutive words: first and last word, type and mean tag probability."""
+        crf = getattr(self.model, "crf", None)
+        if crf is not None:
+            tag_ids = crf.viterbi(np.log(np.maximum(probs, 1e-12)), word_line)
+        else:
+            tag_ids = probs.argmax(-1)
+        tag_p = probs[np.arange(len(tag_ids)), tag_ids]
+        first, last, types = bio_runs(self.ner_tags.type_of(tag_ids), self.ner_tags.is_begin(tag_ids), word_line)
+        csum = np.concatenate([[0.0], np.cumsum(tag_p, dtype=np.float64)])
+        return first, last, types, (csum[last + 1] - csum[first]) / (last - first + 1)
+
+    def _decode(self, page: Page, feat: dict, ner_probs: np.ndarray, sec_probs: np.ndarray,
+                per_window: dict | None = None) -> dict:
         text = page.text
         sec_ids = sec_probs.argmax(-1)
         sections = SECTION_TAGS.decode(page.lines, sec_ids)
-        crf = getattr(self.model, "crf", None)
-        if crf is not None:
-            tag_ids = crf.viterbi(np.log(np.maximum(ner_probs, 1e-12)), feat["word_line"])
-        else:
-            tag_ids = ner_probs.argmax(-1)
-        tag_p = ner_probs[np.arange(len(tag_ids)), tag_ids]
-        first, last, types = bio_runs(self.ner_tags.type_of(tag_ids), self.ner_tags.is_begin(tag_ids),
-                                      feat["word_line"])
-        csum = np.concatenate([[0.0], np.cumsum(tag_p, dtype=np.float64)])
-        scores = (csum[last + 1] - csum[first]) / (last - first + 1)
         spans = page.words
+        if per_window is None:
+            first, last, types, scores = self._runs(ner_probs, feat["word_line"])
+            ent_starts, ent_ends = spans[first, 0], spans[last, 1]
+        else:
+            cands = []  # every window's entities, in window order
+            for w in sorted(per_window):
+                wi, wp = per_window[w]
+                for f, la, t, sc in zip(*self._runs(wp, feat["word_line"][wi])):
+                    cands.append((spans[wi[f], 0], spans[wi[la], 1], t, sc))
+            ent_starts, ent_ends, types, scores = _longest_of_overlaps(cands)
         sec_starts = np.asarray([s.start for s in sections], dtype=np.int64)
-        ent_starts = spans[first, 0]
-        ent_ends = spans[last, 1]
         sec_of = np.searchsorted(sec_starts, ent_starts, side="right") - 1
         entities = [
             {"label": self.ner_tags.types[t], "start": s, "end": e, "text": text[s:e],
              "section": sections[k].label, "score": round(float(sc), 4)}
-            for t, s, e, k, sc in zip(types.tolist(), ent_starts.tolist(), ent_ends.tolist(),
-                                      sec_of.tolist(), scores.tolist())
+            for t, s, e, k, sc in zip(np.asarray(types).tolist(), np.asarray(ent_starts).tolist(),
+                                      np.asarray(ent_ends).tolist(), sec_of.tolist(), np.asarray(scores).tolist())
         ]
         return {
             "id": page.id,
@@ -320,6 +368,28 @@ class Tagger:
             "entities": entities,
             "body": "\n\n".join(text[s.start:s.end] for s in sections if s.label == "body"),
         }
+
+
+def _longest_of_overlaps(cands: list[tuple]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The HF token-classification pipeline's rule for entities of overlapping chunks
+    (``aggregate_overlapping_entities``): sorted by start (stably: window order among equal starts),
+    and of two that overlap the longer is kept, or the later one when it is as long and scores higher.
+    ``cands``: ``(start, end, type, score)`` in window order."""
+    if not cands:
+        z = np.zeros(0, dtype=np.int64)
+        return z, z, z, np.zeros(0)
+    cands = sorted(cands, key=lambda e: e[0])
+    kept, prev = [], cands[0]
+    for e in cands:
+        if prev[0] <= e[0] < prev[1]:
+            if e[1] - e[0] > prev[1] - prev[0] or (e[1] - e[0] == prev[1] - prev[0] and e[3] > prev[3]):
+                prev = e
+        else:
+            kept.append(prev)
+            prev = e
+    kept.append(prev)
+    starts, ends, types, scores = (np.asarray(c) for c in zip(*kept))
+    return starts.astype(np.int64), ends.astype(np.int64), types.astype(np.int64), scores.astype(np.float64)
 
 
 def _to_device(a: np.ndarray, device: torch.device) -> torch.Tensor:

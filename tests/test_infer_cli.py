@@ -141,6 +141,24 @@ def test_input_order_kept_across_length_sorted_batches(tiny_model_dir, tmp_path)
         assert_valid_result(rec, text)
 
 
+def test_stream_and_overlap_options(tiny_model_dir, tmp_path):
+    """--streams changes nothing in the output; --windows short --overlap longest (the HF pipeline's
+    windows and rule) gives valid records for every page, in order."""
+    texts = [page_text(n, 40 + i) for i, n in enumerate([2, 90, 5, 150])]
+    inp = write_lines(tmp_path / "in.jsonl", [page_line(f"p{i}", t) for i, t in enumerate(texts)])
+    outs = {}
+    for name, extra in {"one": ["--streams", "1"], "two": ["--streams", "2"],
+                        "longest": ["--windows", "short", "--overlap", "longest"]}.items():
+        outs[name] = tmp_path / f"{name}.jsonl"
+        assert run(tiny_model_dir, inp, outs[name], "--batch-tokens", "64", *extra) == 0
+    assert outs["one"].read_bytes() == outs["two"].read_bytes()
+    recs = records(outs["longest"])
+    assert [r["id"] for r in recs] == ["p0", "p1", "p2", "p3"]
+    for rec, text in zip(recs, texts):
+        assert_valid_result(rec, text)
+    assert run(tiny_model_dir, inp, tmp_path / "bad.jsonl", "--streams", "0") == 2
+
+
 def test_bad_input_gives_one_line_per_record_naming_line_and_field(tiny_model_dir, tmp_path):
     good = "وصل الوزير إلى القاهرة."
     lines = [

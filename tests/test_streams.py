@@ -76,8 +76,25 @@ def _grads(model):
     return {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
 
 
-def test_two_streams_give_the_one_stream_loss_and_gradient(tiny, batch, tmp_path):
-    base = copy.deepcopy(tiny[0])
+def _with_lexical_and_crf(tiny):
+    """The tiny model's encoder with hashed lexical features and a CRF head, and a batch for it."""
+    from model import JointModel
+
+    model, tok, _, tags = tiny
+    cfg = type(model.config).from_dict({**model.config.to_dict(), "lexical_buckets": 4096, "lexical_window": 1,
+                                        "use_crf": True})
+    torch.manual_seed(0)
+    other = JointModel(cfg)
+    other.load_state_dict(model.state_dict(), strict=False)
+    enc = PageEncoder.from_config(tok, cfg, windows="short", stride=0)
+    pages = synthetic_pages(5, seed=21, min_paragraphs=1, max_paragraphs=6)
+    return other.eval(), enc.collate([enc.encode(p, tags) for p in pages])
+
+
+@pytest.mark.parametrize("variant", ["plain", "lexical+crf"])
+def test_two_streams_give_the_one_stream_loss_and_gradient(tiny, batch, tmp_path, variant):
+    base, batch = (copy.deepcopy(tiny[0]), batch) if variant == "plain" else _with_lexical_and_crf(tiny)
+    assert ("lex_ids" in batch) == (variant != "plain")
     base.config.classifier_dropout = 0.0
     for m in base.modules():
         if isinstance(m, torch.nn.Dropout):
