@@ -14,12 +14,15 @@ B="--size base --n-pages 24 --threads $T --rounds 1 --batch-sizes 1,8"
 run base_torch            -m infer.bench $B
 run base_torch_1stream    -m infer.bench $B --streams 1
 run base_torch_short      -m infer.bench $B --windows short
+run base_torch_short_longest -m infer.bench $B --windows short --overlap longest
 run base_onnx_int8        -m infer.bench $B --backend onnx --quantize int8
 run base_onnx_int8_short  -m infer.bench $B --backend onnx --quantize int8 --windows short
-run tiny_torch            -m infer.bench --size tiny --n-pages 40 --threads "$T"
-run tiny_torch_1stream    -m infer.bench --size tiny --n-pages 40 --threads "$T" --streams 1
-run tiny_onnx             -m infer.bench --size tiny --n-pages 40 --threads "$T" --backend onnx
-run tiny_torch_short      -m infer.bench --size tiny --n-pages 40 --threads "$T" --windows short
+run tiny_torch            -m infer.bench --size tiny --n-pages 40 --threads "$T" --rounds 4
+run tiny_torch_1stream    -m infer.bench --size tiny --n-pages 40 --threads "$T" --rounds 4 --streams 1
+run tiny_onnx             -m infer.bench --size tiny --n-pages 40 --threads "$T" --rounds 4 --backend onnx
+run tiny_torch_short      -m infer.bench --size tiny --n-pages 40 --threads "$T" --rounds 4 --windows short
+run tiny_torch_short_longest -m infer.bench --size tiny --n-pages 40 --threads "$T" --rounds 4 --windows short --overlap longest
+run tiny_onnx_short_longest  -m infer.bench --size tiny --n-pages 40 --threads "$T" --rounds 4 --backend onnx --windows short --overlap longest
 run train_tiny            -m train.bench --size tiny --n-pages 40 --threads "$T"
 run train_tiny_1stream    -m train.bench --size tiny --n-pages 40 --threads "$T" --streams 1
 run train_tiny_torch_dropout -m train.bench --size tiny --n-pages 40 --threads "$T" --no-fast-dropout
