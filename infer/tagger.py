@@ -180,7 +180,7 @@ class Tagger:
         return [self._decode(p, f, np_, sp, per_window[k] if per_window is not None else None)
                 for k, (p, f, np_, sp) in enumerate(zip(pages, feats, ner_probs, sec_probs))]
 
-    def _computed(self, batches, feats, plans) -> Iterator[tuple | None]:
+    def _computed(self, batches, feats, plans) -> Iterator[tuple]:
         """Each batch's encoder and NER outputs, in batch order. With ``streams`` > 1 (CPU), that many
         worker threads run batches side by side, each with its share of the torch threads: two
         one-thread streams keep two cores busier than one two-thread stream (the glue between
@@ -210,8 +210,10 @@ class Tagger:
         finally:
             torch.set_num_threads(total)
 
-    def _compute(self, batch, feats, plans) -> tuple | None:
-        """One batch of windows through the encoder: the owned words' states and NER probabilities."""
+    def _compute(self, batch, feats, plans) -> tuple:
+        """One batch of windows through the encoder: the owned words' states and NER probabilities,
+        the batch's position counts and, with ``overlap="longest"``, every window's words and their
+        NER probabilities."""
         enc = self.encoder
         width = max(t[2] for t in batch) + 2
         ids = np.full((len(batch), width), enc.pad_id, dtype=np.int64)
