@@ -244,33 +244,25 @@ def matmul_probe(device: torch.device, dtype: torch.dtype, m: int, k: int, n: in
         return rate
     import threading
 
-    total = torch.get_num_threads()
-    per = max(1, total // streams)
-    times: list[float] = []
-    barrier = threading.Barrier(streams)
+    from model.streams import stream_pool
 
+    barrier = threading.Barrier(streams)
     n_rounds = max(3, int(seconds / (best * streams)))  # one thread's matmul takes about streams x best
 
-    def one():
-        torch.set_num_threads(per)
+    def one(_):
         torch.matmul(a, b)
+        times = []
         for _ in range(n_rounds):
             barrier.wait()  # the streams start each round together
             t0 = time.perf_counter()
             torch.matmul(a, b)
             times.append(time.perf_counter() - t0)
+        return times
 
-    torch.set_num_threads(per)
-    try:
-        workers = [threading.Thread(target=one) for _ in range(streams)]
-        for w in workers:
-            w.start()
-        for w in workers:
-            w.join()
-    finally:
-        torch.set_num_threads(total)
-    rounds = [max(times[i:i + streams]) for i in range(0, len(times) - streams + 1, streams)]
-    return max(rate, streams * 2 * m * k * n / min(rounds)) if rounds else rate
+    with stream_pool(streams, "probe") as pool:
+        per_stream = list(pool.map(one, range(streams)))
+    slowest = min(max(ts) for ts in zip(*per_stream))  # a round lasts as long as its slowest stream
+    return max(rate, streams * 2 * m * k * n / slowest)
 
 
 def _sync(device: torch.device) -> None:

@@ -190,25 +190,14 @@ class Tagger:
             for batch in batches:
                 yield self._compute(batch, feats, plans)
             return
-        from concurrent.futures import ThreadPoolExecutor
-
-        total = torch.get_num_threads()
-        per = max(1, total // self.streams)
-
-        def start():
-            torch.set_num_threads(per)
+        from model.streams import stream_pool
 
         def work(batch):
             with torch.inference_mode():  # thread-local: the caller's mode does not reach workers
                 return self._compute(batch, feats, plans)
 
-        torch.set_num_threads(per)  # MKL's count is process-wide: lower it before the workers start
-        try:
-            with ThreadPoolExecutor(max_workers=self.streams, initializer=start,
-                                    thread_name_prefix="tagger-stream") as pool:
-                yield from pool.map(work, batches)
-        finally:
-            torch.set_num_threads(total)
+        with stream_pool(self.streams, "tagger-stream") as pool:
+            yield from pool.map(work, batches)
 
     def _compute(self, batch, feats, plans) -> tuple:
         """One batch of windows through the encoder: the owned words' states and NER probabilities,
@@ -246,9 +235,10 @@ class Tagger:
         states = flat.index_select(0, _to_device(np.concatenate(index), dev))
         if lex:
             states = self.model.add_lexical(states, torch.from_numpy(np.concatenate(lex)).to(dev))
-        probs = torch.softmax(self.model.ner_logits(states).float(), dim=-1).cpu().numpy()
-        windows = None
-        if self.overlap == "longest":  # every word of every window, for the per-window decoding
+        probs = windows = None
+        if self.overlap == "central":  # each owned word's tag
+            probs = torch.softmax(self.model.ner_logits(states).float(), dim=-1).cpu().numpy()
+        else:  # every word of every window, for the per-window decoding
             windows, cover, cover_lex = [], [], []
             for r, (i, w, _) in enumerate(batch):
                 first, plan = feats[i]["word_first"], plans[i]
@@ -286,7 +276,8 @@ class Tagger:
         start = 0
         for i, word_ids in owners:
             k = len(word_ids)
-            ner_probs[i][word_ids] = probs[start:start + k]
+            if probs is not None:
+                ner_probs[i][word_ids] = probs[start:start + k]
             wl = feats[i]["word_line"]
             lines = torch.from_numpy(wl[word_ids]).to(dev)
             line_sums[i].index_add_(0, lines, states[start:start + k])

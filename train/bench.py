@@ -114,11 +114,12 @@ def main(argv=None) -> dict:
         return Trainer(model=hf, args=targs, train_dataset=hf_set,
                        data_collator=DataCollatorForTokenClassification(hf_tok))
 
-    streams_used = trainer("ours", tempfile.gettempdir()).streams
     times: dict[str, list[float]] = {"ours": [], "hf": []}
     with tempfile.TemporaryDirectory() as out:
         for which in ("ours", "hf"):  # warm-up: a few steps each, untimed
             t = trainer(which, out)
+            if which == "ours":
+                streams_used = t.streams
             t.args.max_steps = 1
             t.train()
         for rnd in range(args.rounds):

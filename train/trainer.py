@@ -87,14 +87,12 @@ class JointTrainer(Trainer):
         self.lexical_lr_multiplier = lexical_lr_multiplier
         self.last_eval: dict | None = None
         self.streams = int(streams)
-        self._stream_pool = None
 
     def training_step(self, model, inputs, num_items_in_batch=None):
         if self.streams < 2:
             return super().training_step(model, inputs, num_items_in_batch)
-        from concurrent.futures import ThreadPoolExecutor
-
         from model.fast_dropout import thread_generator
+        from model.streams import stream_pool
 
         model.train()
         if hasattr(self.optimizer, "train") and callable(self.optimizer.train):
@@ -109,8 +107,6 @@ class JointTrainer(Trainer):
         lam = self.accelerator.unwrap_model(model).config.section_loss_weight
         scale = 1.0 / self.current_gradient_accumulation_steps
         seeds = torch.randint(0, 2**62, (len(parts),)).tolist()  # from torch's generator, in order
-        total = torch.get_num_threads()
-        per = max(1, total // len(parts))
 
         params = [p for p in model.parameters() if p.requires_grad]
 
@@ -123,14 +119,8 @@ class JointTrainer(Trainer):
             grads = torch.autograd.grad(loss * scale, params, allow_unused=True)
             return loss.detach(), grads
 
-        if self._stream_pool is None:
-            self._stream_pool = ThreadPoolExecutor(max_workers=self.streams, thread_name_prefix="train-stream",
-                                                   initializer=torch.set_num_threads, initargs=(per,))
-        torch.set_num_threads(per)  # MKL's thread count is process-wide: lower it while the streams run
-        try:
-            results = list(self._stream_pool.map(run, range(len(parts))))
-        finally:
-            torch.set_num_threads(total)
+        with stream_pool(len(parts), "train-stream") as pool:
+            results = list(pool.map(run, range(len(parts))))
         with torch.no_grad():  # the halves' gradients summed in a fixed order: bit-reproducible
             for i, p in enumerate(params):
                 gs = [g[i] for _, g in results if g[i] is not None]
