@@ -154,3 +154,5 @@ def test_tagger_streams_give_identical_records(tiny):
     assert two == one and sum(len(r["entities"]) for r in one) > 0
     with pytest.raises(ValueError, match="streams"):
         Tagger(model, tok, device="cpu", streams=0)
+    with pytest.raises(ValueError, match="overlap"):
+        Tagger(model, tok, device="cpu", overlap="widest")

@@ -49,6 +49,8 @@ def parse(argv: list[str]) -> RunConfig:
     if ws is not None and not 0 <= ws <= (cfg.model.window_length - 2) // 2:
         raise ConfigError(f"training.window_stride: {ws} must be between 0 and half the window "
                           f"({(cfg.model.window_length - 2) // 2})")
+    if cfg.training.streams not in (None, 1, 2):
+        raise ConfigError(f"training.streams: {cfg.training.streams} must be 1, 2 or null (auto)")
     known = {f.name for f in dataclasses.fields(TrainingArguments)}
     for k in cfg.training.args:
         if k not in known:
