@@ -332,6 +332,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--streams", type=int, default=None,
                     help="the Tagger's compute streams (default: 2 on a CPU with 2+ threads, 1 on a GPU)")
     ap.add_argument("--compile", action="store_true", help="torch.compile the Tagger's encoder (GPU)")
+    ap.add_argument("--save-model", metavar="DIR",
+                    help="with --size: also save the random-weight model and its vocabulary here, so that later "
+                         "runs with --model DIR measure the very same model (the WordPiece trainer's tie-breaking "
+                         "varies between processes, so two --size runs hold different vocabularies and weights)")
     ap.add_argument("--json", help="write the figures here")
     ap.add_argument("--seed", type=int, default=0)
     return ap.parse_args(argv)
@@ -339,6 +343,8 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def main(argv=None) -> dict:
     args = parse_args(argv)
+    if args.save_model and args.model:
+        raise SystemExit("--save-model saves a random-weight model (--size); --model is already saved")
     import os
     import warnings
 
@@ -356,10 +362,16 @@ def main(argv=None) -> dict:
     pages = load_pages(args.pages)[: args.n_pages] if args.pages else bench_pages(args.n_pages, args.seed)
     if args.model:
         plain = Tagger.from_pretrained(args.model, device=device, dtype=dtype)
-        model, tok, size = plain.model, plain.encoder.tokenizer, Path(args.model).name
+        model, tok = plain.model, plain.encoder.tokenizer
+        size = getattr(model.config, "bench_size", None) or Path(args.model).name
     else:
         model, tok = random_model(args.size, pages, args.window, args.stride, seed=args.seed)
         size = args.size
+        if args.save_model:
+            model.config.bench_size = size  # read back by a --model run, whose "size" is then the same
+            model.save_pretrained(args.save_model)
+            tok.save_pretrained(args.save_model)
+            print(f"saved the {size} random-weight model to {args.save_model}", file=sys.stderr)
     cfg = model.config
     if getattr(cfg, "lexical_buckets", 0):
         print("note: the model adds lexical features that a BertForTokenClassification lacks; "

@@ -30,6 +30,23 @@ def test_infer_bench_writes_json(tmp_path):
     assert saved["device"] == "cpu" and saved["dtype"] == "float32" and saved["size"] == "tiny"
 
 
+
+def test_saved_random_model_is_measured_again_the_same(tmp_path):
+    """--save-model keeps the random-weight model (vocabulary, weights, the biased NER head and the
+    zeroed positions), so a later --model run tags the same entities and reports the same size."""
+    from infer.bench import main
+
+    common = ["--pages", str(ROOT / "data" / "sample" / "dev.jsonl"), "--n-pages", "4", "--rounds", "1",
+              "--batch-sizes", "2", "--threads", "1"]
+    first = main(["--size", "tiny", "--window", "128", "--stride", "32", "--save-model", str(tmp_path / "m"), *common])
+    assert (tmp_path / "m" / "config.json").exists() and (tmp_path / "m" / "tokenizer.json").exists()
+    again = main(["--model", str(tmp_path / "m"), *common])
+    for key in ("entities_tagger", "entities_pipeline", "entity_agreement", "tokens", "size", "window_length"):
+        assert again[key] == first[key], key
+    assert again["entities_tagger"] > 0
+    with pytest.raises(SystemExit):
+        main(["--model", str(tmp_path / "m"), "--save-model", str(tmp_path / "other"), *common])
+
 def test_pipeline_seams_are_the_words_two_stride_chunks_cover():
     from data.features import PageEncoder
     from infer.bench import bench_pages, pipeline_seams, random_model
