@@ -15,6 +15,7 @@ Its entities are split at line ends before comparison (the design keeps an entit
 
     python -m infer.bench --size tiny --n-pages 40 --json bench.json
     python -m infer.bench --model runs/quickstart --pages pages.jsonl --quantize int8
+    python -m infer.bench --size base --save-model runs/base-random   # then --model runs/base-random
 """
 from __future__ import annotations
 
