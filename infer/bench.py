@@ -129,7 +129,7 @@ def _bias_entities(model, tok, pages: list[Page], rate: float) -> None:
     tagger = Tagger(model, tok, device="cpu", dtype=torch.float32)
     logits = []
     orig = model.ner_logits
-    model.ner_logits = lambda states: logits.append(orig(states)) or orig(states)  # type: ignore[method-assign]
+    model.ner_logits = lambda *a: logits.append(orig(*a)) or orig(*a)  # type: ignore[method-assign]
     try:
         tagger.tag_block(pages)
     finally:

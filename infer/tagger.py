@@ -233,11 +233,12 @@ class Tagger:
         hidden = self.model.encode_windows(_to_device(ids, dev), _to_device(mask, dev))
         flat = hidden.reshape(-1, hidden.shape[-1])
         states = flat.index_select(0, _to_device(np.concatenate(index), dev))
-        if lex:
-            states = self.model.add_lexical(states, torch.from_numpy(np.concatenate(lex)).to(dev))
+        lex_ids = torch.from_numpy(np.concatenate(lex)).to(dev) if lex else None
+        if lex_ids is not None:
+            states = self.model.add_lexical(states, lex_ids)
         probs = windows = None
         if self.overlap == "central":  # each owned word's tag
-            probs = torch.softmax(self.model.ner_logits(states).float(), dim=-1).cpu().numpy()
+            probs = torch.softmax(self.model.ner_logits(states, lex_ids).float(), dim=-1).cpu().numpy()
         else:  # every word of every window, for the per-window decoding
             windows, cover, cover_lex = [], [], []
             for r, (i, w, _) in enumerate(batch):
@@ -256,9 +257,10 @@ class Tagger:
                         cover_lex.append(feats[i]["lex_ids"][lo:hi])
             if windows:
                 every = flat.index_select(0, _to_device(np.concatenate(cover), dev))
-                if cover_lex:
-                    every = self.model.add_lexical(every, torch.from_numpy(np.concatenate(cover_lex)).to(dev))
-                every = torch.softmax(self.model.ner_logits(every).float(), dim=-1).cpu().numpy()
+                every_lex = torch.from_numpy(np.concatenate(cover_lex)).to(dev) if cover_lex else None
+                if every_lex is not None:
+                    every = self.model.add_lexical(every, every_lex)
+                every = torch.softmax(self.model.ner_logits(every, every_lex).float(), dim=-1).cpu().numpy()
                 sizes = np.cumsum([0] + [len(wi) for _, _, wi in windows])
                 windows = [(i, w, wi, every[a:b]) for (i, w, wi), a, b in zip(windows, sizes[:-1], sizes[1:])]
         return owners, states.float(), probs, counts, windows

@@ -37,7 +37,7 @@ class JointConfig(PreTrainedConfig):
                  line_hidden_size: int = 128, line_layers: int = 1, classifier_dropout: float = 0.1,
                  window_length: int = 512, stride: int = 128, lexical_buckets: int = 0,
                  lexical_dim: int = 64, lexical_window: int = 0, use_crf: bool = False,
-                 line_pooling: str = "mean", **kwargs):
+                 line_pooling: str = "mean", lexical_tags: bool = False, **kwargs):
         if line_pooling not in LINE_POOLINGS:
             raise ValueError(f"line_pooling {line_pooling!r}: use one of {', '.join(LINE_POOLINGS)}")
         if isinstance(encoder, PreTrainedConfig):
@@ -55,6 +55,9 @@ class JointConfig(PreTrainedConfig):
         self.lexical_window = lexical_window
         self.use_crf = use_crf
         self.line_pooling = line_pooling
+        # A linear tag score per lexical feature, added to the NER logits: a CRF's unary weights,
+        # fitted before training (train.lexical_tags) and then kept fixed.
+        self.lexical_tags = bool(lexical_tags)
         super().__init__(**kwargs)
 
     @property
@@ -100,12 +103,17 @@ class JointModel(PreTrainedModel):
             # Hashed lexical features (data.features.lexical_keys), summed and added to word states.
             self.lexical = nn.EmbeddingBag(config.lexical_buckets, config.lexical_dim, mode="sum", padding_idx=0)
             self.lexical_proj = nn.Linear(config.lexical_dim, hidden)
+            if getattr(config, "lexical_tags", False):
+                self.lexical_tag_scores = nn.EmbeddingBag(config.lexical_buckets, config.num_labels, mode="sum",
+                                                          padding_idx=0)
         self.crf = LinearChainCRF(config.num_labels) if config.use_crf else None
         line_in = hidden if config.line_pooling == "mean" else 2 * hidden + 1
         self.line_rnn = nn.GRU(line_in, config.line_hidden_size, num_layers=config.line_layers,
                                batch_first=True, bidirectional=True)
         self.section_head = nn.Linear(2 * config.line_hidden_size, len(config.section_labels))
         self.post_init()
+        if hasattr(self, "lexical_tag_scores"):
+            nn.init.zeros_(self.lexical_tag_scores.weight)  # no prior until fitted
 
     def _init_weights(self, module):
         super()._init_weights(module)
@@ -152,8 +160,12 @@ class JointModel(PreTrainedModel):
             return words
         return words + self.lexical_proj(self.lexical(lex_ids)).to(words.dtype)
 
-    def ner_logits(self, words: torch.Tensor) -> torch.Tensor:
-        return self.ner_head(self.dropout(words))
+    def ner_logits(self, words: torch.Tensor, lex_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """NER tag scores of word states (plus the lexical tag scores, when the model has them)."""
+        logits = self.ner_head(self.dropout(words))
+        if lex_ids is not None and hasattr(self, "lexical_tag_scores"):
+            logits = logits + self.lexical_tag_scores(lex_ids).to(logits.dtype)
+        return logits
 
     @staticmethod
     def line_sums(words: torch.Tensor, word_line: torch.Tensor, n_lines: int):
@@ -193,7 +205,7 @@ class JointModel(PreTrainedModel):
     def forward(self, input_ids, attention_mask, word_index, word_line, line_page, line_pos,
                 lex_ids=None, ner_labels=None, section_labels=None, **kwargs) -> JointOutput:
         words = self.add_lexical(self.word_states(input_ids, attention_mask, word_index), lex_ids)
-        ner = self.ner_logits(words)
+        ner = self.ner_logits(words, lex_ids)
         sums, counts = self.line_sums(words, word_line, len(line_page))
         firsts = self.line_firsts(words, word_line, len(line_page))
         sec = self.section_logits(self.pool_lines(sums, counts, firsts), line_page, line_pos)

@@ -184,6 +184,7 @@ def test_entity_regions_mask_ner_loss_outside(tiny):
     ("training.metric_for_best_model=eval_bogus", "training.metric_for_best_model"),
     ("training.window_stride=500", "training.window_stride"),
     ("training.streams=3", "training.streams"),
+    ("model.lexical_tags=true", "model.lexical_tags"),  # the tiny config has no lexical features
     ("data.train.0.augment=0.5", "data.train[0].augment"),  # a pages source: only builder pages are made up
     ("data.train.0.augment=1.5", "data.train[0].augment"),
     ("data.dev.0.augment=0.5", "data.dev[0].augment"),

@@ -49,6 +49,8 @@ def parse(argv: list[str]) -> RunConfig:
     if ws is not None and not 0 <= ws <= (cfg.model.window_length - 2) // 2:
         raise ConfigError(f"training.window_stride: {ws} must be between 0 and half the window "
                           f"({(cfg.model.window_length - 2) // 2})")
+    if cfg.model.lexical_tags and not cfg.model.lexical_buckets:
+        raise ConfigError("model.lexical_tags: the tag scores are per lexical feature; set model.lexical_buckets too")
     if cfg.training.streams not in (None, 1, 2):
         raise ConfigError(f"training.streams: {cfg.training.streams} must be 1, 2 or null (auto)")
     known = {f.name for f in dataclasses.fields(TrainingArguments)}
@@ -135,6 +137,7 @@ def make_model(cfg: RunConfig, tokenizer, types: list[str]) -> JointModel:
         head["lexical_buckets"] = m.lexical_buckets
         head["lexical_dim"] = m.lexical_dim
         head["lexical_window"] = m.lexical_window
+        head["lexical_tags"] = m.lexical_tags
     if m.encoder:
         model = init_lexical(JointModel.from_encoder(m.encoder, tags, **head), m.lexical_vectors)
         limit = model.config.encoder_config.max_position_embeddings
@@ -269,6 +272,15 @@ def main(argv: list[str] | None = None) -> int:
         encoder = PageEncoder.from_config(tokenizer, model.config, windows="short",
                                           stride=model.config.stride if stride is None else stride)
         train_set = PageDataset(train_pages, encoder, entity_tagset(types))
+        if hasattr(model, "lexical_tag_scores"):
+            if checkpoint is None:  # on resume the checkpoint holds the fitted scores
+                from train.lexical import fit_lexical_tags
+
+                fit = fit_lexical_tags(model, train_set, epochs=cfg.training.lexical_tags_epochs,
+                                       penalty=cfg.training.lexical_tags_penalty, seed=cfg.training.seed)
+                print(f"lexical tag scores: fitted on {fit['words']} labelled words, loss per epoch "
+                      f"{fit['losses']}", file=sys.stderr)
+            model.lexical_tag_scores.weight.requires_grad_(False)
     except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -97,6 +97,9 @@ class ModelConfig:
     use_crf: bool = field(default=False, metadata={"help": "a linear-chain CRF over word tags (Viterbi at inference)"})
     lexical_dim: int = field(default=64, metadata={"help": "size of the lexical feature embedding"})
     lexical_window: int = field(default=2, metadata={"help": "neighbour words on each side whose lexical features a word sees"})
+    lexical_tags: bool = field(default=False, metadata={
+        "help": "also a linear tag score per lexical feature (a CRF's unary weights), fitted before training "
+                "and then kept fixed (train.lexical)"})
     lexical_vectors: str | None = field(default=None, metadata={
         "help": "word vectors (python -m train.embeddings OUT/vectors.kv) that initialise the lexical table"})
     entity_types: list[str] | None = field(default=None, metadata={
@@ -114,6 +117,10 @@ class TrainingConfig:
     per_device_train_batch_size: int = field(default=8, metadata={"help": "pages per device and step"})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "steps accumulated per update"})
     eval_batch_tokens: int = field(default=16384, metadata={"help": "Tagger token budget for dev evaluation"})
+    lexical_tags_epochs: int = field(default=4, metadata={
+        "help": "epochs of the linear fit of model.lexical_tags over the training pages' labelled words"})
+    lexical_tags_penalty: float = field(default=1e-3, metadata={
+        "help": "squared-score penalty of that fit (what keeps rare features from memorising words)"})
     lexical_lr_multiplier: float = field(default=1.0, metadata={
         "help": "learning rate of the hashed lexical table, as a multiple of learning_rate"})
     precision: Literal["auto", "fp32", "bf16", "fp16"] = field(default="auto", metadata={

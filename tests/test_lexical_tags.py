@@ -1,0 +1,99 @@
+"""Lexical tag scores (model.lexical_tags): fitted as a linear model before training, added to the NER
+logits, kept fixed by the trainer, saved and loaded with the model, and used by the Tagger."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from transformers import AutoModel, AutoTokenizer, TrainingArguments
+
+from synthetic import synthetic_pages
+from data.features import IGNORE, PageEncoder
+from data.labels import entity_tagset
+from infer.tagger import Tagger
+from model import JointModel
+from train.data import PageDataset
+from train.lexical import fit_lexical_tags, labelled_words
+from train.trainer import JointTrainer
+
+
+@pytest.fixture(scope="module")
+def setup(tiny_model_dir):
+    base = AutoModel.from_pretrained(tiny_model_dir).eval()
+    tok = AutoTokenizer.from_pretrained(tiny_model_dir)
+    cfg = type(base.config).from_dict({**base.config.to_dict(), "lexical_buckets": 8192, "lexical_window": 1,
+                                       "lexical_tags": True})
+    torch.manual_seed(0)
+    model = JointModel(cfg)
+    model.load_state_dict(base.state_dict(), strict=False)
+    tags = entity_tagset(cfg.entity_types)
+    enc = PageEncoder.from_config(tok, cfg, windows="short", stride=0)
+    data = PageDataset(synthetic_pages(12, seed=31), enc, tags)
+    return model, tok, enc, tags, data
+
+
+def test_fit_learns_the_training_words_and_freezes_the_scores(setup):
+    model, _, _, _, data = setup
+    model = copy.deepcopy(model)
+    assert not model.lexical_tag_scores.weight.any()  # no prior before the fit
+    fit = fit_lexical_tags(model, data, epochs=4, quiet=True)
+    x, y = labelled_words(data)
+    assert fit["words"] == len(y) > 100 and not (y == IGNORE).any()
+    assert fit["losses"][-1] < 0.5 * fit["losses"][0]
+    table = model.lexical_tag_scores
+    assert not table.weight.requires_grad and table.weight.any() and not table.weight[0].any()
+    with torch.no_grad():
+        pred = (table(x) + model.ner_head.bias).argmax(-1)
+    assert (pred == y).float().mean() > 0.9  # the linear model alone fits its training words
+    # Deterministic for a seed.
+    again = copy.deepcopy(setup[0])
+    fit_lexical_tags(again, data, epochs=4, quiet=True)
+    assert torch.equal(again.lexical_tag_scores.weight, table.weight)
+
+
+def test_scores_add_to_the_ner_logits_and_stay_fixed_in_training(setup, tmp_path):
+    model, _, enc, _, data = setup
+    model = copy.deepcopy(model)
+    fit_lexical_tags(model, data, epochs=2, quiet=True)
+    batch = enc.collate([data[i] for i in range(4)])
+    model.eval()
+    with torch.no_grad():
+        words = model.add_lexical(model.word_states(batch["input_ids"], batch["attention_mask"], batch["word_index"]),
+                                  batch["lex_ids"])
+        with_scores = model.ner_logits(words, batch["lex_ids"])
+        without = model.ner_logits(words)
+        out = model(**batch)
+    assert torch.allclose(with_scores - without, model.lexical_tag_scores(batch["lex_ids"]), atol=1e-5)
+    assert torch.allclose(out.ner_logits, with_scores, atol=1e-5)
+    before = model.lexical_tag_scores.weight.clone()
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", save_strategy="no",
+                             per_device_train_batch_size=4, learning_rate=1e-2)
+    trainer = JointTrainer(model=model, args=args, streams=1, lexical_lr_multiplier=10.0)
+    trainer.current_gradient_accumulation_steps = 1
+    trainer.create_optimizer()
+    head = model.ner_head.weight.clone()
+    for _ in range(2):
+        trainer.training_step(model, dict(batch))
+        trainer.optimizer.step()
+        trainer.optimizer.zero_grad()
+    assert torch.equal(model.lexical_tag_scores.weight, before)
+    assert not torch.equal(model.ner_head.weight, head)  # the rest trains
+
+
+def test_saved_model_keeps_the_scores_and_the_tagger_uses_them(setup, tmp_path):
+    model, tok, _, _, data = setup
+    model = copy.deepcopy(model)
+    fit_lexical_tags(model, data, epochs=2, quiet=True)
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    loaded = Tagger.from_pretrained(tmp_path / "m", device="cpu", streams=1)
+    assert loaded.model.config.lexical_tags
+    assert torch.equal(loaded.model.lexical_tag_scores.weight, model.lexical_tag_scores.weight)
+    pages = synthetic_pages(3, seed=32)
+    ours = list(loaded.tag(pages))
+    assert ours == list(Tagger(model, tok, device="cpu", streams=1).tag(pages))
+    blank = copy.deepcopy(model)
+    with torch.no_grad():
+        blank.lexical_tag_scores.weight.zero_()
+    assert list(Tagger(blank, tok, device="cpu", streams=1).tag(pages)) != ours  # the scores change the tags
