@@ -346,6 +346,8 @@ def main(argv=None) -> dict:
     args = parse_args(argv)
     if args.save_model and args.model:
         raise SystemExit("--save-model saves a random-weight model (--size); --model is already saved")
+    if args.save_model and Path(args.save_model).exists() and not Path(args.save_model).is_dir():
+        raise SystemExit(f"--save-model {args.save_model!r} is a file, not a folder")
     import os
     import warnings
 

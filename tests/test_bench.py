@@ -46,6 +46,9 @@ def test_saved_random_model_is_measured_again_the_same(tmp_path):
     assert again["entities_tagger"] > 0
     with pytest.raises(SystemExit):
         main(["--model", str(tmp_path / "m"), "--save-model", str(tmp_path / "other"), *common])
+    (tmp_path / "a-file").write_text("x", encoding="utf-8")
+    with pytest.raises(SystemExit, match="is a file"):  # checked before any work, not a traceback at the end
+        main(["--size", "tiny", "--save-model", str(tmp_path / "a-file"), *common])
 
 def test_pipeline_seams_are_the_words_two_stride_chunks_cover():
     from data.features import PageEncoder
