@@ -9,6 +9,7 @@ whatever the number of windows.
 """
 from __future__ import annotations
 
+import unicodedata
 import zlib
 from itertools import chain
 from dataclasses import dataclass
@@ -109,7 +110,7 @@ class PageEncoder:
 
     def __init__(self, tokenizer, max_length: int = 512, stride: int = 128,
                  max_subwords_per_word: int = 32, cache_size: int = 500_000, lexical_buckets: int = 0,
-                 lexical_window: int = 0, windows: str = "lines"):
+                 lexical_window: int = 0, windows: str = "lines", line_buckets: int = 0):
         self.tokenizer = tokenizer
         self.body = max_length - 2
         if self.body < 8:
@@ -124,6 +125,7 @@ class PageEncoder:
         self._cache_size = cache_size
         self.lexical_buckets = lexical_buckets
         self.lexical_window = lexical_window
+        self.line_buckets = line_buckets
         if windows not in WINDOW_PLANS:
             raise ValueError(f"windows {windows!r}: use one of {', '.join(WINDOW_PLANS)}")
         self.windows = windows
@@ -137,7 +139,8 @@ class PageEncoder:
         kwargs.setdefault("stride", config.stride)
         return cls(tokenizer, max_length=config.window_length,
                    lexical_buckets=getattr(config, "lexical_buckets", 0),
-                   lexical_window=getattr(config, "lexical_window", 0), **kwargs)
+                   lexical_window=getattr(config, "lexical_window", 0),
+                   line_buckets=getattr(config, "line_buckets", 0), **kwargs)
 
     # -- subwords ---------------------------------------------------------------------------
     def subwords(self, word_strings: list[str]) -> list[list[int]]:
@@ -186,6 +189,8 @@ class PageEncoder:
         if self.lexical_buckets:
             hashes = self.lexical_hashes([text[s:e] for s, e in spans.tolist()])
             feat["lex_ids"] = lexical_window(hashes, page.word_line, self.lexical_buckets, self.lexical_window)
+        if self.line_buckets:
+            feat["line_ids"] = line_feature_ids(text, page.lines, self.line_buckets)
         if ner_tags is not None:
             feat["ner_labels"] = ner_labels(page, ner_tags)
             feat["section_labels"] = section_labels(page)
@@ -204,7 +209,7 @@ class PageEncoder:
         """A training/evaluation batch of whole pages: all their windows, and the indices that map
         words to window positions and lines to pages."""
         windows, word_index, word_line, line_page, line_pos = [], [], [], [], []
-        ner, sec, lex = [], [], []
+        ner, sec, lex, line_ids = [], [], [], []
         line_offset = 0
         plans = [self.plan(f) for f in feats]
         width = max(int((p.ends - p.starts).max()) + 2 for p in plans)
@@ -219,6 +224,8 @@ class PageEncoder:
             line_offset += f["n_lines"]
             if "lex_ids" in f:
                 lex.append(f["lex_ids"])
+            if "line_ids" in f:
+                line_ids.append(f["line_ids"])
             if "ner_labels" in f:
                 ner.append(f["ner_labels"])
                 sec.append(f["section_labels"])
@@ -237,6 +244,8 @@ class PageEncoder:
         }
         if lex:
             batch["lex_ids"] = torch.from_numpy(np.concatenate(lex))
+        if line_ids:
+            batch["line_ids"] = torch.from_numpy(np.concatenate(line_ids))
         if ner:
             batch["ner_labels"] = torch.from_numpy(np.concatenate(ner))
             batch["section_labels"] = torch.from_numpy(np.concatenate(sec))
@@ -305,8 +314,9 @@ def split_batch(batch: dict[str, torch.Tensor], n: int) -> list[dict[str, torch.
         for key in ("lex_ids", "ner_labels"):
             if key in batch:
                 part[key] = batch[key][words]
-        if "section_labels" in batch:
-            part["section_labels"] = batch["section_labels"][lines]
+        for key in ("section_labels", "line_ids"):
+            if key in batch:
+                part[key] = batch[key][lines]
         out.append(part)
     return out
 
@@ -377,3 +387,84 @@ def section_labels(page: Page) -> np.ndarray:
     if page.sections is None:
         return np.full(len(page.lines), IGNORE, dtype=np.int64)
     return SECTION_TAGS.encode(page.lines, page.sections, what=f"page {page.id!r}: section")
+
+
+# ------------------------------------------------------------------------------------------------
+# Line features: what a page's layout says about a line, whatever its wording
+
+_LINE_NEIGHBOUR_KEYS = ("n", "e", "c0", "d", "gb", "cl")
+
+
+def _bin(x: float, edges: tuple) -> int:
+    for i, e in enumerate(edges):
+        if x <= e:
+            return i
+    return len(edges)
+
+
+def _line_own_keys(text: str, spans: list, i: int) -> dict[str, str]:
+    """The keys of line ``i`` on its own: length, punctuation, digits, Latin letters, symbols at the
+    ends, indentation, blank lines around it, its place on the page, and its first and last words."""
+    s, e = spans[i]
+    raw = text[s:e]
+    t = raw.strip()
+    ws = t.split()
+    n_chars = max(1, len(t))
+    first, last = t[:1], t[-1:]
+    cat0 = unicodedata.category(first) if first else "-"
+    keys = {
+        "n": str(_bin(len(ws), (1, 2, 3, 5, 8, 12, 20, 35, 60))),
+        "nc": str(_bin(len(t), (3, 10, 20, 40, 80, 160, 320))),
+        "c0": cat0 if cat0[0] == "L" else cat0 + first,  # a bullet or quote mark is its own key
+        "cl": unicodedata.category(last) if last else "-",
+        "e": ":" if last in ":：" else "." if last in ".!?؟" else "-",
+        "colon": str(":" in t),
+        "d": str(_bin(sum(ch.isdigit() for ch in t) / n_chars, (0, 0.05, 0.2, 0.5))),
+        "lat": str(_bin(sum("a" <= ch <= "z" or "A" <= ch <= "Z" for ch in t) / n_chars, (0, 0.2, 0.6))),
+        "p": str(_bin(sum(unicodedata.category(ch)[0] in "PS" for ch in t) / max(1, len(ws)), (0, 0.1, 0.3, 0.7, 1.5))),
+        "sep": str(_bin(t.count("|") + t.count("/") + t.count("،") + t.count(" - ") + t.count(">"), (0, 1, 3))),
+        "in": str(min(len(raw) - len(raw.lstrip()), 4)),
+        "gb": str(i > 0 and text.count("\n", spans[i - 1][1], s) > 1),
+        "ga": str(i + 1 < len(spans) and text.count("\n", e, spans[i + 1][0]) > 1),
+        "pos": str(_bin(i / max(1, len(spans) - 1), (0, 0.1, 0.25, 0.5, 0.75, 0.9, 0.99))),
+        "top": str(min(i, 3)),
+        "end": str(min(len(spans) - 1 - i, 3)),
+    }
+    norm = [normalize(w) for w in ws[:3]] + [normalize(ws[-1]) if ws else ""]
+    stems = [lexical_keys(w)[1][2:] if w else "" for w in norm]
+    keys.update(w0=norm[0] if norm else "", w1=norm[1] if len(ws) > 1 else "", wl=norm[-1],
+                s0=stems[0] if stems else "", s1=stems[1] if len(ws) > 1 else "", s2=stems[2] if len(ws) > 2 else "")
+    return keys
+
+
+def line_feature_keys(text: str, spans: list) -> list[list[str]]:
+    """Hashable keys of each non-blank line: its own (:func:`_line_own_keys`) and a few layout keys
+    of the two lines before and after it (a header line is short and ends with ":", a list item
+    follows its header...)."""
+    own = [_line_own_keys(text, spans, i) for i in range(len(spans))]
+    out = []
+    for i, keys in enumerate(own):
+        row = [f"{k}={v}" for k, v in keys.items()]
+        for d in (-2, -1, 1, 2):
+            j = i + d
+            if 0 <= j < len(own):
+                row += [f"{d}{k}={own[j][k]}" for k in _LINE_NEIGHBOUR_KEYS]
+                if abs(d) == 1:
+                    row.append(f"{d}w0={own[j]['w0']}")
+            else:
+                row.append(f"{d}none")
+        out.append(row)
+    return out
+
+
+LINE_FEATURES = len(_LINE_NEIGHBOUR_KEYS) * 4 + 2 + 22  # keys per line, at most (padded with 0)
+
+
+def line_feature_ids(text: str, spans: np.ndarray, buckets: int) -> np.ndarray:
+    """Bucket ids of :func:`line_feature_keys`, ``(n_lines, LINE_FEATURES)`` int32, 0 = padding."""
+    keys = line_feature_keys(text, spans.tolist())
+    out = np.zeros((len(keys), LINE_FEATURES), dtype=np.int32)
+    for i, row in enumerate(keys):
+        h = np.fromiter((zlib.crc32(k.encode("utf-8")) for k in row), dtype=np.int64, count=len(row))
+        out[i, :len(row)] = 1 + h % (buckets - 1)
+    return out

@@ -303,7 +303,10 @@ class Tagger:
             vecs = torch.cat([self.model.pool_lines(line_sums[i], line_counts[i], line_firsts[i]) for i in group])
             page = torch.cat([torch.full((feats[i]["n_lines"],), k, dtype=torch.long) for k, i in enumerate(group)])
             pos = torch.cat([torch.arange(feats[i]["n_lines"]) for i in group])
-            logits = self.model.section_logits(vecs.to(self.dtype), page.to(self.device), pos.to(self.device))
+            line_ids = (torch.from_numpy(np.concatenate([feats[i]["line_ids"] for i in group])).to(self.device)
+                        if "line_ids" in feats[group[0]] else None)
+            logits = self.model.section_logits(vecs.to(self.dtype), page.to(self.device), pos.to(self.device),
+                                               line_ids)
             probs = torch.softmax(logits.float(), dim=-1).cpu().numpy()
             start = 0
             for i in group:

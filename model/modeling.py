@@ -37,7 +37,8 @@ class JointConfig(PreTrainedConfig):
                  line_hidden_size: int = 128, line_layers: int = 1, classifier_dropout: float = 0.1,
                  window_length: int = 512, stride: int = 128, lexical_buckets: int = 0,
                  lexical_dim: int = 64, lexical_window: int = 0, use_crf: bool = False,
-                 line_pooling: str = "mean", lexical_tags: bool = False, **kwargs):
+                 line_pooling: str = "mean", lexical_tags: bool = False, line_buckets: int = 0,
+                 line_feature_dim: int = 32, **kwargs):
         if line_pooling not in LINE_POOLINGS:
             raise ValueError(f"line_pooling {line_pooling!r}: use one of {', '.join(LINE_POOLINGS)}")
         if isinstance(encoder, PreTrainedConfig):
@@ -58,6 +59,10 @@ class JointConfig(PreTrainedConfig):
         # A linear tag score per lexical feature, added to the NER logits: a CRF's unary weights,
         # fitted before training (train.lexical_tags) and then kept fixed.
         self.lexical_tags = bool(lexical_tags)
+        # Hashed layout features of each line and its neighbours (data.features.line_feature_keys),
+        # embedded and given to the section BiGRU beside the pooled word states.
+        self.line_buckets = line_buckets
+        self.line_feature_dim = line_feature_dim
         super().__init__(**kwargs)
 
     @property
@@ -108,6 +113,10 @@ class JointModel(PreTrainedModel):
                                                           padding_idx=0)
         self.crf = LinearChainCRF(config.num_labels) if config.use_crf else None
         line_in = hidden if config.line_pooling == "mean" else 2 * hidden + 1
+        if getattr(config, "line_buckets", 0):
+            self.line_features = nn.EmbeddingBag(config.line_buckets, config.line_feature_dim, mode="sum",
+                                                 padding_idx=0)
+            line_in += config.line_feature_dim
         self.line_rnn = nn.GRU(line_in, config.line_hidden_size, num_layers=config.line_layers,
                                batch_first=True, bidirectional=True)
         self.section_head = nn.Linear(2 * config.line_hidden_size, len(config.section_labels))
@@ -190,8 +199,15 @@ class JointModel(PreTrainedModel):
         length = torch.log1p(counts).unsqueeze(-1) / 4
         return torch.cat([mean, firsts if firsts is not None else torch.zeros_like(mean), length.to(mean.dtype)], -1)
 
-    def section_logits(self, line_vectors: torch.Tensor, line_page: torch.Tensor, line_pos: torch.Tensor) -> torch.Tensor:
-        """B-/I- section logits for every line; the GRU runs over each page's lines in order."""
+    def section_logits(self, line_vectors: torch.Tensor, line_page: torch.Tensor, line_pos: torch.Tensor,
+                       line_ids: torch.Tensor | None = None) -> torch.Tensor:
+        """B-/I- section logits for every line; the GRU runs over each page's lines in order
+        (with each line's layout features beside its vector, when the model has them)."""
+        if hasattr(self, "line_features"):
+            if line_ids is None:
+                raise ValueError("this model reads line features (config.line_buckets): pass line_ids, from a "
+                                 "PageEncoder made with PageEncoder.from_config(tokenizer, model.config)")
+            line_vectors = torch.cat([line_vectors, self.line_features(line_ids).to(line_vectors.dtype)], -1)
         n_pages = int(line_page.max()) + 1 if len(line_page) else 0
         lengths = torch.bincount(line_page, minlength=n_pages)
         width = int(lengths.max()) if n_pages else 0
@@ -203,12 +219,12 @@ class JointModel(PreTrainedModel):
         return self.section_head(self.dropout(out[line_page, line_pos]))
 
     def forward(self, input_ids, attention_mask, word_index, word_line, line_page, line_pos,
-                lex_ids=None, ner_labels=None, section_labels=None, **kwargs) -> JointOutput:
+                lex_ids=None, line_ids=None, ner_labels=None, section_labels=None, **kwargs) -> JointOutput:
         words = self.add_lexical(self.word_states(input_ids, attention_mask, word_index), lex_ids)
         ner = self.ner_logits(words, lex_ids)
         sums, counts = self.line_sums(words, word_line, len(line_page))
         firsts = self.line_firsts(words, word_line, len(line_page))
-        sec = self.section_logits(self.pool_lines(sums, counts, firsts), line_page, line_pos)
+        sec = self.section_logits(self.pool_lines(sums, counts, firsts), line_page, line_pos, line_ids)
         loss = ner_loss = sec_loss = None
         if ner_labels is not None or section_labels is not None:
             if self.crf is not None and ner_labels is not None:

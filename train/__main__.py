@@ -133,6 +133,9 @@ def make_model(cfg: RunConfig, tokenizer, types: list[str]) -> JointModel:
                 line_layers=m.line_layers, classifier_dropout=m.classifier_dropout,
                 window_length=m.window_length, stride=m.stride, use_crf=m.use_crf,
                 line_pooling=m.line_pooling)
+    if m.line_buckets:
+        head["line_buckets"] = m.line_buckets
+        head["line_feature_dim"] = m.line_feature_dim
     if m.lexical_buckets:
         head["lexical_buckets"] = m.lexical_buckets
         head["lexical_dim"] = m.lexical_dim

@@ -100,6 +100,9 @@ class ModelConfig:
     lexical_tags: bool = field(default=False, metadata={
         "help": "also a linear tag score per lexical feature (a CRF's unary weights), fitted before training "
                 "and then kept fixed (train.lexical)"})
+    line_buckets: int = field(default=0, metadata={
+        "help": "hashed layout features of each line and its neighbours for the section layer (0: none)"})
+    line_feature_dim: int = field(default=32, metadata={"help": "size of the line feature embedding"})
     lexical_vectors: str | None = field(default=None, metadata={
         "help": "word vectors (python -m train.embeddings OUT/vectors.kv) that initialise the lexical table"})
     entity_types: list[str] | None = field(default=None, metadata={
