@@ -337,7 +337,8 @@ class Tagger:
     def _decode(self, page: Page, feat: dict, ner_probs: np.ndarray, sec_probs: np.ndarray,
                 per_window: dict | None = None) -> dict:
         text = page.text
-        sec_ids = sec_probs.argmax(-1)
+        chain = getattr(self.model, "section_chain", None)
+        sec_ids = chain.viterbi(np.log(np.maximum(sec_probs, 1e-12))) if chain is not None else sec_probs.argmax(-1)
         sections = SECTION_TAGS.decode(page.lines, sec_ids)
         spans = page.words
         if per_window is None:

@@ -38,7 +38,7 @@ class JointConfig(PreTrainedConfig):
                  window_length: int = 512, stride: int = 128, lexical_buckets: int = 0,
                  lexical_dim: int = 64, lexical_window: int = 0, use_crf: bool = False,
                  line_pooling: str = "mean", lexical_tags: bool = False, line_buckets: int = 0,
-                 line_feature_dim: int = 32, **kwargs):
+                 line_feature_dim: int = 32, section_crf: bool = False, **kwargs):
         if line_pooling not in LINE_POOLINGS:
             raise ValueError(f"line_pooling {line_pooling!r}: use one of {', '.join(LINE_POOLINGS)}")
         if isinstance(encoder, PreTrainedConfig):
@@ -63,6 +63,8 @@ class JointConfig(PreTrainedConfig):
         # embedded and given to the section BiGRU beside the pooled word states.
         self.line_buckets = line_buckets
         self.line_feature_dim = line_feature_dim
+        # A linear-chain CRF over each page's B-/I- section tags (Viterbi over the lines at inference).
+        self.section_crf = bool(section_crf)
         super().__init__(**kwargs)
 
     @property
@@ -112,6 +114,8 @@ class JointModel(PreTrainedModel):
                 self.lexical_tag_scores = nn.EmbeddingBag(config.lexical_buckets, config.num_labels, mode="sum",
                                                           padding_idx=0)
         self.crf = LinearChainCRF(config.num_labels) if config.use_crf else None
+        self.section_chain = (LinearChainCRF(len(config.section_labels)) if getattr(config, "section_crf", False)
+                              else None)
         line_in = hidden if config.line_pooling == "mean" else 2 * hidden + 1
         if getattr(config, "line_buckets", 0):
             self.line_features = nn.EmbeddingBag(config.line_buckets, config.line_feature_dim, mode="sum",
@@ -231,7 +235,10 @@ class JointModel(PreTrainedModel):
                 ner_loss = self.crf.nll(ner, ner_labels, line_page[word_line])
             else:
                 ner_loss = _masked_ce(ner, ner_labels)
-            sec_loss = _masked_ce(sec, section_labels)
+            if self.section_chain is not None and section_labels is not None:
+                sec_loss = self.section_chain.nll(sec, section_labels, line_page)
+            else:
+                sec_loss = _masked_ce(sec, section_labels)
             loss = ner_loss + self.config.section_loss_weight * sec_loss
         return JointOutput(loss=loss, ner_loss=ner_loss, section_loss=sec_loss, ner_logits=ner, section_logits=sec)
 

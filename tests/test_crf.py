@@ -94,3 +94,55 @@ def test_joint_model_with_crf_trains_and_tags(tmp_path):
     for page, res in zip(pages, tagger.tag(pages)):
         for e in res["entities"]:
             assert page.text[e["start"]:e["end"]] == e["text"]
+
+
+def test_section_crf_trains_and_the_tagger_decodes_each_page_by_viterbi(tmp_path):
+    """model.section_crf: the section loss is the chain's NLL over each page's lines, the transitions
+    learn, and the Tagger's sections are the Viterbi path over the lines (not the per-line argmax)."""
+    from data.labels import SECTION_TAGS
+
+    pages = [Page.from_dict(json.loads(line)) for line in
+             Path("data/sample/train.jsonl").read_text(encoding="utf-8").splitlines()[:6]]
+    tok = train_wordpiece([p.text for p in pages], vocab_size=600, min_frequency=1)
+    ts = entity_tagset(["LOC", "MISC", "ORG", "PERS"])
+    enc = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=64)
+    cfg = JointConfig(encoder=enc, id2label=ts.id2label, label2id=ts.label2id, window_length=64, stride=16,
+                      section_crf=True, line_buckets=1024, line_feature_dim=8)
+    torch.manual_seed(0)
+    model = JointModel(cfg)
+    pe = PageEncoder.from_config(tok, cfg)
+    batch = pe.collate([pe.encode(p, ts) for p in pages])
+    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
+    losses = []
+    for _ in range(15):
+        out = model(**batch)
+        out.loss.backward()
+        opt.step()
+        opt.zero_grad()
+        losses.append(float(out.section_loss))
+    assert losses[-1] < losses[0] * 0.7, losses
+    assert model.section_chain.transitions.abs().sum() > 0
+    model.eval()
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    tagger = Tagger.from_pretrained(tmp_path)
+    chain = tagger.model.section_chain
+    assert chain is not None and torch.equal(chain.transitions, model.section_chain.transitions)
+    # Make the chain decisive: I-x may follow only B-x or I-x of the same label. The Tagger must obey it.
+    n = len(SECTION_TAGS.tags)
+    with torch.no_grad():
+        chain.transitions.fill_(0.0)
+        for a in range(n):
+            for b in range(1, n, 2):  # I- tags
+                if SECTION_TAGS.type_of(np.array([a]))[0] != SECTION_TAGS.type_of(np.array([b]))[0]:
+                    chain.transitions[a, b] = -1e4
+        chain.start[1::2] = -1e4
+    for page, res in zip(pages, tagger.tag(pages)):
+        feat = pe.encode(page)
+        with torch.no_grad():
+            logp = torch.log_softmax(tagger.model(**pe.collate([feat])).section_logits, -1).numpy()
+        path = chain.viterbi(logp)
+        assert res["sections"] == [s.to_dict() for s in SECTION_TAGS.decode(page.lines, path)]
+        types, begin = SECTION_TAGS.type_of(path), SECTION_TAGS.is_begin(path)
+        assert begin[0] and all(begin[1:] | (types[1:] == types[:-1]))  # the forbidden moves never happen

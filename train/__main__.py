@@ -132,7 +132,7 @@ def make_model(cfg: RunConfig, tokenizer, types: list[str]) -> JointModel:
     head = dict(section_loss_weight=m.section_loss_weight, line_hidden_size=m.line_hidden_size,
                 line_layers=m.line_layers, classifier_dropout=m.classifier_dropout,
                 window_length=m.window_length, stride=m.stride, use_crf=m.use_crf,
-                line_pooling=m.line_pooling)
+                line_pooling=m.line_pooling, section_crf=m.section_crf)
     if m.line_buckets:
         head["line_buckets"] = m.line_buckets
         head["line_feature_dim"] = m.line_feature_dim

@@ -95,6 +95,8 @@ class ModelConfig:
     classifier_dropout: float = field(default=0.1, metadata={"help": "dropout before both heads"})
     lexical_buckets: int = field(default=0, metadata={"help": "hashed lexical word features (0: none)"})
     use_crf: bool = field(default=False, metadata={"help": "a linear-chain CRF over word tags (Viterbi at inference)"})
+    section_crf: bool = field(default=False, metadata={
+        "help": "a linear-chain CRF over each page's section tags (Viterbi over its lines at inference)"})
     lexical_dim: int = field(default=64, metadata={"help": "size of the lexical feature embedding"})
     lexical_window: int = field(default=2, metadata={"help": "neighbour words on each side whose lexical features a word sees"})
     lexical_tags: bool = field(default=False, metadata={
