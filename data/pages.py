@@ -233,13 +233,32 @@ def _source(f: Furniture) -> Block:
 # ------------------------------------------------------------------------------------------------
 # Assembly
 
+LAYOUT_PARTS = ("nav", "ad", "title", "byline", "share", "body", "source", "tags", "read_also", "related",
+                "comments", "copyright")
+
+
+def random_layout(template: Template, rng: random.Random) -> Template:
+    """``template`` with its parts in a random order: title and body and 2 to 6 other parts, each
+    distinct part drawn from every site's parts, and the template's spacing, indentation and
+    header odds redrawn. No held-out template or wording is used: only the order is free."""
+    others = [p for p in LAYOUT_PARTS if p not in ("title", "body")]
+    order = ["title", "body", *rng.sample(others, rng.randint(2, 6))]
+    rng.shuffle(order)
+    return Template(f"{template.name}+layout", tuple(order), blank=rng.choice((0.0, 0.3, 0.6, 1.0)), p_drop=0.0,
+                    inline=template.inline, indent=rng.choice(("", "", " ", "  ")), header=rng.choice((0.6, 0.9, 1.0)),
+                    teaser_paragraphs=template.teaser_paragraphs)
+
+
 def build_page(article: Article, other: list[Article], rng: random.Random, template: Template,
-               which: str = "train", page_id: str | None = None, augment: float = 0.0) -> Page:
+               which: str = "train", page_id: str | None = None, augment: float = 0.0, layouts: float = 0.0) -> Page:
     """One page: ``article`` as the body, ``other`` articles (with titles) as teasers and related items.
-    Teasers are drawn at random; with a large pool the body's own title almost never comes back."""
+    Teasers are drawn at random; with a large pool the body's own title almost never comes back.
+    ``layouts``: the chance that the page's parts come in a random order (:func:`random_layout`)."""
     f = Furniture(rng, which, augment)
     if not other:
         other = [article]
+    if layouts and rng.random() < layouts:
+        template = random_layout(template, rng)
     order = [p for p in template.order if p in ("title", "body") or rng.random() >= template.p_drop]
     if rng.random() < 0.15 and len(order) > 3:  # an occasional swap of two neighbouring parts
         i = rng.randrange(len(order) - 1)
@@ -311,16 +330,20 @@ def assemble(blocks: list[Block], annotate: str, rng: random.Random, blank: floa
 
 def build_pages(bodies: list[Article], furniture: list[Article], rng: random.Random,
                 which: str = "train", template_set: tuple[Template, ...] | None = None,
-                id_prefix: str = "", augment: float = 0.0) -> list[Page]:
+                id_prefix: str = "", augment: float = 0.0, layouts: float = 0.0) -> list[Page]:
     """One validated page per body (the API that training calls to make pages on the fly).
 
     ``which`` selects the wording half ("train" or "held_out"); ``template_set`` defaults to the
     templates of that half. ``augment``: the share of furniture wordings made up by
-    ``data.augment`` instead of drawn from the train half's lists (train half only)."""
+    ``data.augment`` instead of drawn from the train half's lists (train half only); ``layouts``: the
+    share of pages whose parts come in a random order (:func:`random_layout`; train half only)."""
+    if layouts and which != "train":
+        raise ValueError("layouts: random orders are for the train half only")
     tset = template_set or templates(which)
     furniture = [a for a in furniture if a.title]  # once, not per page: the pool can be 30,000 long
     out = []
     for k, a in enumerate(bodies):
-        page = build_page(a, furniture, rng, rng.choice(tset), which, page_id=f"{id_prefix}{k}-{a.id}", augment=augment)
+        page = build_page(a, furniture, rng, rng.choice(tset), which, page_id=f"{id_prefix}{k}-{a.id}", augment=augment,
+                          layouts=layouts)
         out.append(Page.from_dict(page.to_dict()))  # every page must pass the contract
     return out

@@ -170,11 +170,34 @@ def test_augmented_pages_are_valid_and_vary_the_furniture():
         build_pages(arts[:2], arts, random.Random(5), which="held_out", augment=0.5)
 
 
+@pytest.mark.parametrize("flag", ["--augment", "--layouts"])
 @pytest.mark.parametrize("value", ["1.5", "-0.1"])
-def test_augment_outside_0_1_is_a_usage_error(value, tmp_path, capsys):
+def test_share_outside_0_1_is_a_usage_error(flag, value, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
-        parse_args(["--news", str(tmp_path), "--out", str(tmp_path / "o"), "--augment", value])
-    assert exc.value.code == 2 and "--augment" in capsys.readouterr().err
+        parse_args(["--news", str(tmp_path), "--out", str(tmp_path / "o"), flag, value])
+    assert exc.value.code == 2 and flag in capsys.readouterr().err
+
+
+def test_random_layouts_vary_the_order_with_train_wordings_only():
+    from data.pages import LAYOUT_PARTS
+
+    arts = _articles(40)
+    plain = build_pages(arts[:30], arts, random.Random(5))
+    lay = build_pages(arts[:30], arts, random.Random(5), layouts=1.0)
+    assert [p.to_dict() for p in build_pages(arts[:30], arts, random.Random(5), layouts=1.0)] == [p.to_dict() for p in lay]
+    assert [p.to_dict() for p in build_pages(arts[:30], arts, random.Random(5), layouts=0.0)] == [p.to_dict() for p in plain]
+    assert all(p.meta["template"].endswith("+layout") for p in lay)
+    assert not any(p.meta["template"].endswith("+layout") for p in plain)
+    orders = {tuple(dict.fromkeys(s.label for s in p.sections)) for p in lay}
+    assert len({o[0] for o in orders}) >= 4 and len(orders) >= 20  # many orders, many first parts
+    held = {w for pair in WORDINGS.values() for w in pair[1]}
+    for p in lay:
+        labels = [s.label for s in p.sections]
+        assert "title" in labels and "body" in labels
+        assert not set(p.meta["furniture"]) & held
+    assert set(LAYOUT_PARTS) >= {"title", "body", "tags", "read_also", "related", "byline", "source"}
+    with pytest.raises(ValueError, match="train half"):
+        build_pages(arts[:2], arts, random.Random(5), which="held_out", layouts=0.5)
 
 
 def test_augment_makes_up_train_wordings_only(built):

@@ -188,6 +188,8 @@ def test_entity_regions_mask_ner_loss_outside(tiny):
     ("data.train.0.augment=0.5", "data.train[0].augment"),  # a pages source: only builder pages are made up
     ("data.train.0.augment=1.5", "data.train[0].augment"),
     ("data.dev.0.augment=0.5", "data.dev[0].augment"),
+    ("data.train.0.layouts=0.5", "data.train[0].layouts"),  # random orders: builder pages only
+    ("data.dev.0.layouts=2", "data.dev[0].layouts"),
 ])
 def test_config_errors_exit_2_naming_the_key(override, names, data_files, tmp_path, capsys):
     cfg = tiny_config(tmp_path, *data_files)

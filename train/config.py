@@ -54,6 +54,8 @@ class SourceConfig:
     augment: float = field(default=0.0, metadata={
         "help": "builder, train templates: share of furniture wordings made up by data.augment (bullets from "
                 "whole symbol blocks, composed headers), never a held-out wording"})
+    layouts: float = field(default=0.0, metadata={
+        "help": "builder, train templates: share of pages whose parts come in a random order (data.pages.random_layout)"})
 
 
 @dataclass
@@ -310,10 +312,12 @@ def check_paths(cfg: RunConfig) -> None:
                 raise ConfigError(f"data.{split}[{i}]: give paths (or news, for a builder source)")
             if src.kind != "builder" and src.news:
                 raise ConfigError(f"data.{split}[{i}].news: only a builder source takes news")
-            if not 0.0 <= src.augment <= 1.0:
-                raise ConfigError(f"data.{split}[{i}].augment: {src.augment} is not a share between 0 and 1")
-            if src.augment and (split != "train" or src.kind != "builder" or src.templates != "train"):
-                raise ConfigError(f"data.{split}[{i}].augment: only a training builder source on train templates takes it")
+            for key in ("augment", "layouts"):
+                share = getattr(src, key)
+                if not 0.0 <= share <= 1.0:
+                    raise ConfigError(f"data.{split}[{i}].{key}: {share} is not a share between 0 and 1")
+                if share and (split != "train" or src.kind != "builder" or src.templates != "train"):
+                    raise ConfigError(f"data.{split}[{i}].{key}: only a training builder source on train templates takes it")
     for j, p in enumerate(cfg.tokenizer.extra_text):
         if not Path(p).exists():
             raise ConfigError(f"tokenizer.extra_text[{j}]: path {p!r} does not exist")
