@@ -19,7 +19,7 @@ import torch
 
 from data.labels import SECTION_TAGS, TagSet
 from data.schema import Page
-from data.text import normalize
+from data.text import WINDOW_PLANS, normalize
 
 IGNORE = -100
 
@@ -35,7 +35,6 @@ class WindowPlan:
     word_pos: np.ndarray  # position inside the window, counting the leading [CLS]
 
 
-WINDOW_PLANS = ("align", "short", "lines")
 
 
 def plan_windows(word_first: np.ndarray, n_tokens: int, body: int, stride: int, windows: str = "align",
@@ -51,11 +50,13 @@ def plan_windows(word_first: np.ndarray, n_tokens: int, body: int, stride: int, 
     ``"lines"`` (needs ``word_line``): windows of whole lines, cut where a line starts, with no
     overlap: every subword is computed once and sees its whole line (paragraph) as context. Only a
     line longer than a window is cut inside, into ``stride``-overlapping windows.
+    ``"line"``: one window per line (a line longer than a window cut as above): each subword sees its
+    own line only, and attention costs the sum of the lines' squared lengths instead of the windows'.
     The length-sorted batches of the Tagger absorb the windows' different lengths."""
-    if windows == "lines":
+    if windows in ("lines", "line"):
         if word_line is None:
-            raise ValueError("windows='lines' needs the words' line numbers")
-        starts, ends = _line_windows(word_first, word_line, n_tokens, body, stride)
+            raise ValueError(f"windows={windows!r} needs the words' line numbers")
+        starts, ends = _line_windows(word_first, word_line, n_tokens, body, stride, one_line=windows == "line")
     elif windows in ("align", "short"):
         step = max(1, body - stride)
         if n_tokens <= body:
@@ -76,10 +77,10 @@ def plan_windows(word_first: np.ndarray, n_tokens: int, body: int, stride: int, 
     return WindowPlan(starts, ends, word_window, word_pos)
 
 
-def _line_windows(word_first, word_line, n_tokens: int, body: int, stride: int):
+def _line_windows(word_first, word_line, n_tokens: int, body: int, stride: int, one_line: bool = False):
     """Greedy: each window runs to the last line start that fits; a window that would hold less
     than a quarter of ``body`` (the next line is too long) is instead a full window cut inside the
-    line, and the next one starts ``stride`` subwords before its end."""
+    line, and the next one starts ``stride`` subwords before its end. ``one_line``: a window per line."""
     if len(word_first):
         first = np.ones(len(word_line), dtype=bool)
         first[1:] = word_line[1:] != word_line[:-1]
@@ -87,6 +88,17 @@ def _line_windows(word_first, word_line, n_tokens: int, body: int, stride: int):
     else:
         cuts = np.zeros(1, dtype=np.int64)
     starts, ends = [], []
+    if one_line:
+        bounds = [*cuts.tolist()[1:], n_tokens]
+        for a, b in zip(cuts.tolist(), bounds):
+            s = a
+            while b - s > body:
+                starts.append(s)
+                ends.append(s + body)
+                s += max(1, body - stride)
+            starts.append(s)
+            ends.append(b)
+        return np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
     s = 0
     while n_tokens - s > body:
         k = int(np.searchsorted(cuts, s + body, side="right")) - 1

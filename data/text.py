@@ -65,6 +65,11 @@ def words(text: str) -> np.ndarray:
     return np.asarray(spans, dtype=np.int64).reshape(-1, 2)
 
 
+# The window plans of data.features.plan_windows, here so that command lines can offer them without
+# importing torch.
+WINDOW_PLANS = ("lines", "line", "short", "align")
+
+
 _LINE_RE = re.compile(r"[^\n]+")
 
 

@@ -12,6 +12,7 @@ import os
 import sys
 from pathlib import Path
 
+from data.text import WINDOW_PLANS
 from infer.jobs import Job, JobError, check_input
 
 
@@ -25,7 +26,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--block-size", type=int, default=256, metavar="N",
                     help="input records per block; batches never cross blocks, so resumed and sharded runs write "
                          "the same bytes (default 256). Keep it the same when resuming.")
-    ap.add_argument("--windows", choices=("lines", "short", "align"), default=None,
+    ap.add_argument("--windows", choices=WINDOW_PLANS, default=None,
                     help="how a long page is cut into encoder windows (default lines: whole lines, no overlap; "
                          "short/align: fixed windows overlapping by the model's stride)")
     ap.add_argument("--backend", choices=("torch", "onnx"), default="torch",

@@ -35,7 +35,7 @@ import numpy as np
 import torch
 
 from data.schema import Page, load_pages
-from data.text import normalize
+from data.text import WINDOW_PLANS, normalize
 from infer.tagger import Tagger, resolve_device, resolve_dtype
 
 SIZES = {  # layers, hidden, heads, FFN
@@ -319,7 +319,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="the Tagger's encoder in PyTorch or ONNX Runtime (CPU; pip install '.[onnx]')")
     ap.add_argument("--window", type=int, default=512, help="window length of a random-weight model")
     ap.add_argument("--stride", type=int, default=128, help="window overlap of a random-weight model")
-    ap.add_argument("--windows", choices=["align", "short", "lines", "model"], default="model",
+    ap.add_argument("--windows", choices=[*WINDOW_PLANS, "model"], default="model",
                     help="window plan of the Tagger (data.features.plan_windows; model: the model config's, "
                          "which is lines for the random-weight models)")
     ap.add_argument("--rounds", type=int, default=2, help="timed passes of each method (interleaved)")

@@ -119,6 +119,59 @@ def test_line_windows_cut_at_line_starts_without_overlap(seed):
         assert int((p.ends - p.starts).sum()) == n
 
 
+@pytest.mark.parametrize("seed", range(20))
+def test_one_line_windows_hold_one_line_each(seed):
+    """windows="line": a window per line (a line longer than a window cut with the stride), every
+    subword in some window, every word owned by a window of its own line."""
+    import numpy as np
+
+    from data.features import plan_windows
+
+    rng = np.random.default_rng(seed)
+    n_lines = int(rng.integers(1, 40))
+    per_line = rng.integers(1, 60, n_lines)
+    if seed % 3 == 0:
+        per_line[rng.integers(n_lines)] = 200  # a line longer than the window
+    word_line = np.repeat(np.arange(n_lines), per_line)
+    lens = rng.integers(1, 4, len(word_line))
+    first = np.concatenate([[0], np.cumsum(lens)[:-1]])
+    n = int(lens.sum())
+    body, stride = 126, 32
+    p = plan_windows(first, n, body, stride, "line", word_line)
+    line_start = first[np.r_[True, word_line[1:] != word_line[:-1]]]
+    line_end = np.r_[line_start[1:], n]
+    assert p.starts[0] == 0 and p.ends[-1] == n and np.all(p.starts[1:] <= p.ends[:-1])  # no gap
+    assert np.all(p.ends - p.starts <= body) and np.all(p.ends > p.starts)
+    k = np.searchsorted(line_start, p.starts, side="right") - 1  # the line each window starts in
+    assert np.all(p.ends <= line_end[k])  # and ends in
+    assert set(line_start.tolist()) <= set(p.starts.tolist())
+    long_lines = int(((line_end - line_start) > body).sum())
+    assert len(p.starts) == n_lines if not long_lines else len(p.starts) > n_lines
+    w = p.word_window
+    assert np.all(first >= p.starts[w]) and np.all(first < p.ends[w])
+    assert np.all(k[w] == np.searchsorted(line_start, first, side="right") - 1)
+    assert np.all(first - p.starts[w] + 1 == p.word_pos)
+
+
+def test_one_line_windows_tag_each_line_as_if_alone(tiny_model_dir):
+    """With windows="line" a word sees its own line only: a page's entities are those of its lines
+    tagged one by one, each as a page of its own (offsets shifted)."""
+    from data.schema import Page
+    from infer.tagger import Tagger
+    from synthetic import synthetic_pages
+
+    tagger = Tagger.from_pretrained(tiny_model_dir, device="cpu", windows="line")
+    page = synthetic_pages(1, seed=9, min_paragraphs=6, max_paragraphs=6)[0]
+    got = [(e["start"], e["end"], e["label"]) for e in next(iter(tagger.tag([page])))["entities"]]
+    alone = []
+    lines = [Page(id=str(k), text=page.text[a:b]) for k, (a, b) in enumerate(page.lines.tolist())]
+    for (a, _), rec in zip(page.lines.tolist(), tagger.tag(lines)):
+        alone += [(a + e["start"], a + e["end"], e["label"]) for e in rec["entities"]]
+    assert got == alone and len(got) > 5
+    whole = Tagger.from_pretrained(tiny_model_dir, device="cpu")  # lines: windows of many lines
+    assert [(e["start"], e["end"], e["label"]) for e in next(iter(whole.tag([page])))["entities"]] != got
+
+
 def test_longest_of_overlaps_is_the_pipelines_rule():
     """Our copy of the pipeline's rule for entities of overlapping chunks gives what the pipeline's
     own ``aggregate_overlapping_entities`` gives, on random entity lists with many overlaps and ties."""

@@ -28,6 +28,7 @@ from typing import Sequence
 
 from data.readers import read_conll_pages, read_conll_sentences, TAG_MAPS, guess_format
 from data.schema import ErrorRecord, Page, load_pages
+from data.text import WINDOW_PLANS
 from train.metrics import entity_metrics, entity_metrics_from_tags, record_token_tags, section_metrics, seed_line_table
 from train.report import load_log_history, write_json, write_report
 
@@ -53,7 +54,7 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--sentences-per-doc", type=int, default=8, help="CoNLL sentences per page")
     p.add_argument("--out", required=True, help="output folder (replaced atomically)")
     p.add_argument("--batch-tokens", type=int, default=None, help="tagger batch size in tokens")
-    p.add_argument("--windows", choices=("align", "short", "lines"), default=None,
+    p.add_argument("--windows", choices=WINDOW_PLANS, default=None,
                    help="how long pages are cut into encoder windows (default: the Tagger's, lines)")
     p.add_argument("--device", default=None, help="torch device (default: the tagger's choice)")
     return p.parse_args(argv)
