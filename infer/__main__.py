@@ -28,7 +28,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "the same bytes (default 256). Keep it the same when resuming.")
     ap.add_argument("--windows", choices=WINDOW_PLANS, default=None,
                     help="how a long page is cut into encoder windows (default lines: whole lines, no overlap; "
-                         "short/align: fixed windows overlapping by the model's stride)")
+                         "line: one window per line; short/align: fixed windows overlapping by the model's stride)")
     ap.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                     help="run the encoder in PyTorch or in ONNX Runtime (CPU; pip install '.[onnx]')")
     ap.add_argument("--quantize", choices=("int8",), default=None,
