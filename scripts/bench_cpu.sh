@@ -19,6 +19,7 @@ run base_onnx_int8        -m infer.bench $B --backend onnx --quantize int8
 run base_onnx_int8_short  -m infer.bench $B --backend onnx --quantize int8 --windows short
 run tiny_torch            -m infer.bench --size tiny --n-pages 40 --threads "$T" --rounds 4
 run tiny_torch_1stream    -m infer.bench --size tiny --n-pages 40 --threads "$T" --rounds 4 --streams 1
+run tiny_torch_line       -m infer.bench --size tiny --n-pages 40 --threads "$T" --rounds 4 --windows line
 run tiny_onnx             -m infer.bench --size tiny --n-pages 40 --threads "$T" --rounds 4 --backend onnx
 run tiny_torch_short      -m infer.bench --size tiny --n-pages 40 --threads "$T" --rounds 4 --windows short
 run tiny_torch_short_longest -m infer.bench --size tiny --n-pages 40 --threads "$T" --rounds 4 --windows short --overlap longest
