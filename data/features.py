@@ -58,14 +58,9 @@ def plan_windows(word_first: np.ndarray, n_tokens: int, body: int, stride: int, 
             raise ValueError(f"windows={windows!r} needs the words' line numbers")
         starts, ends = _line_windows(word_first, word_line, n_tokens, body, stride, one_line=windows == "line")
     elif windows in ("align", "short"):
-        step = max(1, body - stride)
-        if n_tokens <= body:
-            starts = np.zeros(1, dtype=np.int64)
-        else:
-            n = int(np.ceil((n_tokens - body) / step)) + 1
-            starts = np.arange(n, dtype=np.int64) * step
-            if windows == "align":
-                starts = np.unique(np.minimum(starts, n_tokens - body))
+        starts = _stride_starts(n_tokens, body, stride)
+        if windows == "align" and n_tokens > body:
+            starts = np.unique(np.minimum(starts, n_tokens - body))
         ends = np.minimum(starts + body, n_tokens)
     else:
         raise ValueError(f"windows {windows!r}: use one of {', '.join(WINDOW_PLANS)}")
@@ -75,6 +70,14 @@ def plan_windows(word_first: np.ndarray, n_tokens: int, body: int, stride: int, 
     word_window = np.searchsorted(bounds, word_first, side="right")
     word_pos = word_first - starts[word_window] + 1
     return WindowPlan(starts, ends, word_window, word_pos)
+
+
+def _stride_starts(n_tokens: int, body: int, stride: int) -> np.ndarray:
+    """Starts of windows of ``body`` subwords advancing by ``body - stride``, the last one shorter."""
+    if n_tokens <= body:
+        return np.zeros(1, dtype=np.int64)
+    step = max(1, body - stride)
+    return np.arange(int(np.ceil((n_tokens - body) / step)) + 1, dtype=np.int64) * step
 
 
 def _line_windows(word_first, word_line, n_tokens: int, body: int, stride: int, one_line: bool = False):
@@ -88,17 +91,11 @@ def _line_windows(word_first, word_line, n_tokens: int, body: int, stride: int, 
     else:
         cuts = np.zeros(1, dtype=np.int64)
     starts, ends = [], []
-    if one_line:
-        bounds = [*cuts.tolist()[1:], n_tokens]
-        for a, b in zip(cuts.tolist(), bounds):
-            s = a
-            while b - s > body:
-                starts.append(s)
-                ends.append(s + body)
-                s += max(1, body - stride)
-            starts.append(s)
-            ends.append(b)
-        return np.asarray(starts, dtype=np.int64), np.asarray(ends, dtype=np.int64)
+    if one_line:  # each line cut as the "short" plan cuts a page
+        bounds = np.r_[cuts[1:], n_tokens]
+        line_starts = [a + _stride_starts(int(b - a), body, stride) for a, b in zip(cuts.tolist(), bounds.tolist())]
+        line_ends = [np.minimum(st + body, b) for st, b in zip(line_starts, bounds.tolist())]
+        return np.concatenate(line_starts).astype(np.int64), np.concatenate(line_ends).astype(np.int64)
     s = 0
     while n_tokens - s > body:
         k = int(np.searchsorted(cuts, s + body, side="right")) - 1

@@ -88,3 +88,18 @@ training:
   num_train_epochs: 3
 """, encoding="utf-8")
     return cfg
+
+
+def fit_steps(model, batch: dict, steps: int, lr: float, loss: str = "loss") -> list[float]:
+    """``steps`` AdamW steps of ``model`` on one batch; the chosen loss (an output field) per step."""
+    import torch
+
+    opt = torch.optim.AdamW(model.parameters(), lr=lr)
+    out = []
+    for _ in range(steps):
+        res = model(**batch)
+        res.loss.backward()
+        opt.step()
+        opt.zero_grad()
+        out.append(float(getattr(res, loss)))
+    return out

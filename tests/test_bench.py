@@ -84,12 +84,10 @@ def test_window_plans_cover_every_token():
             assert (short.ends - short.starts).sum() <= (align.ends - align.starts).sum()
 
 
-@pytest.mark.parametrize("seed", range(30))
-def test_line_windows_cut_at_line_starts_without_overlap(seed):
-    """Words of 1-3 subwords in lines of 1-60 words, one line sometimes longer than a window."""
+def _random_lines(seed: int):
+    """Words of 1-3 subwords in 1-39 lines of 1-59 words (one line of 200 words for every third seed):
+    the words' first subwords, their lines, the subword count, words per line, line count."""
     import numpy as np
-
-    from data.features import plan_windows
 
     rng = np.random.default_rng(seed)
     n_lines = int(rng.integers(1, 40))
@@ -99,7 +97,17 @@ def test_line_windows_cut_at_line_starts_without_overlap(seed):
     word_line = np.repeat(np.arange(n_lines), per_line)
     lens = rng.integers(1, 4, len(word_line))
     first = np.concatenate([[0], np.cumsum(lens)[:-1]])
-    n = int(lens.sum())
+    return first, word_line, int(lens.sum()), per_line, n_lines
+
+
+@pytest.mark.parametrize("seed", range(30))
+def test_line_windows_cut_at_line_starts_without_overlap(seed):
+    """Words of 1-3 subwords in lines of 1-60 words, one line sometimes longer than a window."""
+    import numpy as np
+
+    from data.features import plan_windows
+
+    first, word_line, n, per_line, n_lines = _random_lines(seed)
     body, stride = 126, 32
     p = plan_windows(first, n, body, stride, "lines", word_line)
     assert p.starts[0] == 0 and p.ends[-1] == n
@@ -110,7 +118,7 @@ def test_line_windows_cut_at_line_starts_without_overlap(seed):
         if a == b:  # adjacent windows: cut at a line start, never inside a line
             assert int(a) in line_start
         else:  # overlap only inside a line that is longer than a window
-            assert b - a == stride or e == n
+            assert b - a == stride
     # every word owned by a window that holds it, with its whole first subword
     w = p.word_window
     assert np.all(first >= p.starts[w]) and np.all(first < p.ends[w])
@@ -127,15 +135,7 @@ def test_one_line_windows_hold_one_line_each(seed):
 
     from data.features import plan_windows
 
-    rng = np.random.default_rng(seed)
-    n_lines = int(rng.integers(1, 40))
-    per_line = rng.integers(1, 60, n_lines)
-    if seed % 3 == 0:
-        per_line[rng.integers(n_lines)] = 200  # a line longer than the window
-    word_line = np.repeat(np.arange(n_lines), per_line)
-    lens = rng.integers(1, 4, len(word_line))
-    first = np.concatenate([[0], np.cumsum(lens)[:-1]])
-    n = int(lens.sum())
+    first, word_line, n, per_line, n_lines = _random_lines(seed)
     body, stride = 126, 32
     p = plan_windows(first, n, body, stride, "line", word_line)
     line_start = first[np.r_[True, word_line[1:] != word_line[:-1]]]

@@ -14,6 +14,7 @@ from data.schema import Page
 from infer.tagger import Tagger
 from model import JointConfig, JointModel, train_wordpiece
 from model.crf import LinearChainCRF
+from synthetic import fit_steps
 
 
 def _crf(T=3, seed=0):
@@ -113,14 +114,7 @@ def test_section_crf_trains_and_the_tagger_decodes_each_page_by_viterbi(tmp_path
     model = JointModel(cfg)
     pe = PageEncoder.from_config(tok, cfg)
     batch = pe.collate([pe.encode(p, ts) for p in pages])
-    opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
-    losses = []
-    for _ in range(15):
-        out = model(**batch)
-        out.loss.backward()
-        opt.step()
-        opt.zero_grad()
-        losses.append(float(out.section_loss))
+    losses = fit_steps(model, batch, 15, 5e-3, loss="section_loss")
     assert losses[-1] < losses[0] * 0.7, losses
     assert model.section_chain.transitions.abs().sum() > 0
     model.eval()

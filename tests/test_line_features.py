@@ -8,7 +8,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from synthetic import TINY_OVERRIDES, synthetic_pages
+from synthetic import TINY_OVERRIDES, fit_steps, synthetic_pages
 from data.features import LINE_FEATURES, PageEncoder, line_feature_ids, line_feature_keys, split_batch
 from data.labels import SECTION_TAGS, entity_tagset
 from data.schema import Page
@@ -72,14 +72,7 @@ def test_section_loss_falls_and_the_table_learns(setup):
     batch = enc.collate([enc.encode(p, tags) for p in pages])
     assert batch["line_ids"].shape == (len(batch["line_page"]), LINE_FEATURES)
     before = model.line_features.weight.detach().clone()
-    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
-    losses = []
-    for _ in range(15):
-        out = model(**batch)
-        out.loss.backward()
-        opt.step()
-        opt.zero_grad()
-        losses.append(out.section_loss.item())
+    losses = fit_steps(model, batch, 15, 3e-3, loss="section_loss")
     assert losses[-1] < 0.6 * losses[0], losses
     assert not torch.equal(before, model.line_features.weight)
     model.eval()
