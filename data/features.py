@@ -474,6 +474,6 @@ def line_feature_ids(text: str, spans: np.ndarray, buckets: int) -> np.ndarray:
     keys = line_feature_keys(text, spans.tolist())
     out = np.zeros((len(keys), LINE_FEATURES), dtype=np.int32)
     for i, row in enumerate(keys):
-        h = np.fromiter((zlib.crc32(k.encode("utf-8")) for k in row), dtype=np.int64, count=len(row))
+        h = np.fromiter((zlib.crc32(k.encode("utf-8", "surrogatepass")) for k in row), dtype=np.int64, count=len(row))
         out[i, :len(row)] = 1 + h % (buckets - 1)
     return out

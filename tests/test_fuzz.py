@@ -111,17 +111,36 @@ def test_parse_line_never_raises(raw):
 # The Tagger on hostile pages
 
 
-@pytest.fixture(scope="module")
-def tagger(tiny_model_dir):
+@pytest.fixture(scope="module", params=["plain", "lexical + line features + section CRF"])
+def tagger(request, tiny_model_dir, tmp_path_factory):
     import torch
+    from transformers import AutoModel, AutoTokenizer
 
     from infer.tagger import Tagger
+    from model import JointModel
 
+    folder = tiny_model_dir
+    if request.param != "plain":  # the same model with the optional feature tables and CRF (random init)
+        base = AutoModel.from_pretrained(tiny_model_dir)
+        cfg = type(base.config).from_dict({**base.config.to_dict(), "line_buckets": 1024, "line_feature_dim": 8,
+                                           "section_crf": True, "lexical_buckets": 4096, "lexical_window": 1,
+                                           "lexical_tags": True})
+        torch.manual_seed(0)
+        model = JointModel(cfg)
+        model.load_state_dict({k: v for k, v in base.state_dict().items() if not k.startswith("line_rnn")},
+                              strict=False)
+        with torch.no_grad():
+            model.lexical_tag_scores.weight.normal_(std=0.5)  # as if fitted: the scores reach the output
+        folder = tmp_path_factory.mktemp("line_features_model")
+        model.save_pretrained(folder)
+        AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
     # One intra-op thread: on a shared 2-core machine torch's spinning worker threads make each tiny
     # op ~20x slower than doing it alone.
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
-    yield Tagger.from_pretrained(tiny_model_dir, device="cpu", batch_tokens=4096, block_size=8)
+    tagger = Tagger.from_pretrained(folder, device="cpu", batch_tokens=4096, block_size=8)
+    assert (getattr(tagger.model, "section_chain", None) is not None) == (request.param != "plain")
+    yield tagger
     torch.set_num_threads(threads)
 
 
