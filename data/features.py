@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import unicodedata
 import zlib
+from collections import Counter
 from itertools import chain
 from dataclasses import dataclass
 
@@ -33,8 +34,6 @@ class WindowPlan:
     ends: np.ndarray
     word_window: np.ndarray
     word_pos: np.ndarray  # position inside the window, counting the leading [CLS]
-
-
 
 
 def plan_windows(word_first: np.ndarray, n_tokens: int, body: int, stride: int, windows: str = "align",
@@ -344,15 +343,19 @@ def _shape(word: str) -> str:
     return "".join(out)
 
 
+def _stem(n: str) -> str:
+    """A normalised word without its leading clitic (the longest that leaves 2 letters or more)."""
+    for c in _CLITICS:
+        if n.startswith(c) and len(n) - len(c) >= 2:
+            return n[len(c):]
+    return n
+
+
 def lexical_keys(n: str) -> tuple[str, ...]:
     """What a CRF would look at: the word, its stem without clitics, affixes and its shape.
     Hashed into buckets and embedded, they give a small encoder a lexicon it cannot learn from
     context alone in a few CPU minutes."""
-    stem = n
-    for c in _CLITICS:
-        if stem.startswith(c) and len(stem) - len(c) >= 2:
-            stem = stem[len(c):]
-            break
+    stem = _stem(n)
     return (f"w:{n}", f"s:{stem}", f"p1:{n[:1]}", f"p2:{n[:2]}", f"p3:{n[:3]}", f"x1:{n[-1:]}",
             f"x2:{n[-2:]}", f"x3:{n[-3:]}", f"h:{_shape(n)}", f"sx3:{stem[-3:]}|{stem[:2]}")
 
@@ -419,6 +422,7 @@ def _line_own_keys(text: str, spans: list, i: int) -> dict[str, str]:
     t = raw.strip()
     ws = t.split()
     n_chars = max(1, len(t))
+    chars = Counter(t).items()  # each distinct character looked at once, not each character
     first, last = t[:1], t[-1:]
     cat0 = unicodedata.category(first) if first else "-"
     keys = {
@@ -428,9 +432,10 @@ def _line_own_keys(text: str, spans: list, i: int) -> dict[str, str]:
         "cl": unicodedata.category(last) if last else "-",
         "e": ":" if last in ":：" else "." if last in ".!?؟" else "-",
         "colon": str(":" in t),
-        "d": str(_bin(sum(ch.isdigit() for ch in t) / n_chars, (0, 0.05, 0.2, 0.5))),
-        "lat": str(_bin(sum("a" <= ch <= "z" or "A" <= ch <= "Z" for ch in t) / n_chars, (0, 0.2, 0.6))),
-        "p": str(_bin(sum(unicodedata.category(ch)[0] in "PS" for ch in t) / max(1, len(ws)), (0, 0.1, 0.3, 0.7, 1.5))),
+        "d": str(_bin(sum(k for ch, k in chars if ch.isdigit()) / n_chars, (0, 0.05, 0.2, 0.5))),
+        "lat": str(_bin(sum(k for ch, k in chars if "a" <= ch <= "z" or "A" <= ch <= "Z") / n_chars, (0, 0.2, 0.6))),
+        "p": str(_bin(sum(k for ch, k in chars if unicodedata.category(ch)[0] in "PS") / max(1, len(ws)),
+                      (0, 0.1, 0.3, 0.7, 1.5))),
         "sep": str(_bin(t.count("|") + t.count("/") + t.count("،") + t.count(" - ") + t.count(">"), (0, 1, 3))),
         "in": str(min(len(raw) - len(raw.lstrip()), 4)),
         "gb": str(i > 0 and text.count("\n", spans[i - 1][1], s) > 1),
@@ -440,7 +445,7 @@ def _line_own_keys(text: str, spans: list, i: int) -> dict[str, str]:
         "end": str(min(len(spans) - 1 - i, 3)),
     }
     norm = [normalize(w) for w in ws[:3]] + [normalize(ws[-1]) if ws else ""]
-    stems = [lexical_keys(w)[1][2:] if w else "" for w in norm]
+    stems = [_stem(w) for w in norm]
     keys.update(w0=norm[0] if norm else "", w1=norm[1] if len(ws) > 1 else "", wl=norm[-1],
                 s0=stems[0] if stems else "", s1=stems[1] if len(ws) > 1 else "", s2=stems[2] if len(ws) > 2 else "")
     return keys
