@@ -66,17 +66,22 @@ def test_viterbi_equals_brute_force_and_restarts_at_line_changes():
     assert crf.viterbi(lp, groups).tolist() == list(halves)
 
 
-def test_joint_model_with_crf_trains_and_tags(tmp_path):
+def _small_model(n_pages: int, **config):
+    """The first sample pages, a WordPiece trained on them and a 1x32 joint model with ``config``."""
     pages = [Page.from_dict(json.loads(line)) for line in
-             Path("data/sample/train.jsonl").read_text(encoding="utf-8").splitlines()[:4]]
+             Path("data/sample/train.jsonl").read_text(encoding="utf-8").splitlines()[:n_pages]]
     tok = train_wordpiece([p.text for p in pages], vocab_size=600, min_frequency=1)
     ts = entity_tagset(["LOC", "MISC", "ORG", "PERS"])
     enc = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
                      intermediate_size=64, max_position_embeddings=64)
     cfg = JointConfig(encoder=enc, id2label=ts.id2label, label2id=ts.label2id, window_length=64, stride=16,
-                      use_crf=True)
+                      **config)
     torch.manual_seed(0)
-    model = JointModel(cfg)
+    return pages, tok, ts, cfg, JointModel(cfg)
+
+
+def test_joint_model_with_crf_trains_and_tags(tmp_path):
+    pages, tok, ts, cfg, model = _small_model(4, use_crf=True)
     pe = PageEncoder.from_config(tok, cfg)
     batch = pe.collate([pe.encode(p, ts) for p in pages])
     opt = torch.optim.AdamW(model.parameters(), lr=5e-3)
@@ -102,16 +107,7 @@ def test_section_crf_trains_and_the_tagger_decodes_each_page_by_viterbi(tmp_path
     learn, and the Tagger's sections are the Viterbi path over the lines (not the per-line argmax)."""
     from data.labels import SECTION_TAGS
 
-    pages = [Page.from_dict(json.loads(line)) for line in
-             Path("data/sample/train.jsonl").read_text(encoding="utf-8").splitlines()[:6]]
-    tok = train_wordpiece([p.text for p in pages], vocab_size=600, min_frequency=1)
-    ts = entity_tagset(["LOC", "MISC", "ORG", "PERS"])
-    enc = BertConfig(vocab_size=len(tok), hidden_size=32, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=64, max_position_embeddings=64)
-    cfg = JointConfig(encoder=enc, id2label=ts.id2label, label2id=ts.label2id, window_length=64, stride=16,
-                      section_crf=True, line_buckets=1024, line_feature_dim=8)
-    torch.manual_seed(0)
-    model = JointModel(cfg)
+    pages, tok, ts, cfg, model = _small_model(6, section_crf=True, line_buckets=1024, line_feature_dim=8)
     pe = PageEncoder.from_config(tok, cfg)
     batch = pe.collate([pe.encode(p, ts) for p in pages])
     losses = fit_steps(model, batch, 15, 5e-3, loss="section_loss")
