@@ -190,6 +190,10 @@ def test_entity_regions_mask_ner_loss_outside(tiny):
     ("data.dev.0.augment=0.5", "data.dev[0].augment"),
     ("data.train.0.layouts=0.5", "data.train[0].layouts"),  # random orders: builder pages only
     ("data.dev.0.layouts=2", "data.dev[0].layouts"),
+    ("model.line_buckets=1", "model.line_buckets"),  # a hashed table needs a padding row and one more
+    ("model.line_buckets=-5", "model.line_buckets"),
+    ("model.lexical_buckets=1", "model.lexical_buckets"),
+    ("model.line_feature_dim=0", "model.line_feature_dim"),
 ])
 def test_config_errors_exit_2_naming_the_key(override, names, data_files, tmp_path, capsys):
     cfg = tiny_config(tmp_path, *data_files)

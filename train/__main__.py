@@ -51,6 +51,12 @@ def parse(argv: list[str]) -> RunConfig:
                           f"({(cfg.model.window_length - 2) // 2})")
     if cfg.model.lexical_tags and not cfg.model.lexical_buckets:
         raise ConfigError("model.lexical_tags: the tag scores are per lexical feature; set model.lexical_buckets too")
+    for key in ("lexical_buckets", "line_buckets"):  # hashed tables: 0 (none) or 2+ rows (row 0 is padding)
+        n = getattr(cfg.model, key)
+        if n < 0 or n == 1:
+            raise ConfigError(f"model.{key}: {n} must be 0 (none) or at least 2")
+    if cfg.model.line_feature_dim < 1:
+        raise ConfigError(f"model.line_feature_dim: {cfg.model.line_feature_dim} must be at least 1")
     if cfg.training.streams not in (None, 1, 2):
         raise ConfigError(f"training.streams: {cfg.training.streams} must be 1, 2 or null (auto)")
     known = {f.name for f in dataclasses.fields(TrainingArguments)}
