@@ -97,3 +97,60 @@ def test_saved_model_keeps_the_scores_and_the_tagger_uses_them(setup, tmp_path):
     with torch.no_grad():
         blank.lexical_tag_scores.weight.zero_()
     assert list(Tagger(blank, tok, device="cpu", streams=1).tag(pages)) != ours  # the scores change the tags
+
+
+# ------------------------------------------------------------------------------------------------
+# The CRF fit (training.lexical_tags_fit: crf)
+
+def test_labelled_runs_cut_at_lines_and_unlabelled_words_and_drop_repeats(setup):
+    from train.lexical import labelled_runs
+
+    _, _, _, _, data = setup
+    runs = labelled_runs(data)
+    n_words = sum(len(y) for _, y in runs)
+    _, y = labelled_words(data)
+    assert 0 < n_words <= len(y)
+    n_runs = 0
+    for i in range(len(data)):
+        f = data[i]
+        lab = f["ner_labels"] != IGNORE
+        line = f["word_line"]
+        starts = lab & ~(torch.from_numpy(lab).roll(1).numpy() & (torch.from_numpy(line).roll(1).numpy() == line))
+        starts[0] = lab[0]
+        n_runs += int(starts.sum())
+    assert len(runs) <= n_runs  # at most one run per line stretch of labelled words, repeats once
+    twice = labelled_runs(torch.utils.data.ConcatDataset([data, data]))
+    assert twice == runs  # a page seen twice adds nothing
+    xs, ys = runs[0]
+    assert all(k.startswith("b") and int(k[1:]) > 0 for x in xs for k in x)  # the padding bucket is dropped
+    assert all(t.isdigit() for t in ys)
+
+
+def test_crf_fit_writes_state_weights_bias_and_transitions(setup):
+    pytest.importorskip("pycrfsuite", reason="training.lexical_tags_fit: crf needs sklearn-crfsuite")
+    from train.lexical import fit_lexical_crf
+
+    model, tok, _, tags, data = setup
+    cfg = type(model.config).from_dict({**model.config.to_dict(), "use_crf": True})
+    torch.manual_seed(0)
+    crf_model = JointModel(cfg)
+    crf_model.load_state_dict(model.state_dict(), strict=False)
+    fit = fit_lexical_crf(crf_model, data, max_iterations=60, quiet=True)
+    assert fit["words"] > 100 and fit["features"] > 0 and 0 < fit["iterations"] <= 60
+    table = crf_model.lexical_tag_scores
+    assert not table.weight.requires_grad and table.weight.any() and not table.weight[0].any()
+    trans = crf_model.crf.transitions.detach()
+    o, b_per, i_per = tags.label2id["O"], tags.label2id["B-PERS"], tags.label2id["I-PERS"]
+    assert trans[b_per, i_per] > trans[o, i_per]  # the CRF learnt that I-PERS follows B-PERS, not O
+    # The linear CRF alone (encoder head weights zeroed) tags its training words.
+    x, y = labelled_words(data)
+    with torch.no_grad():
+        scores = (table(x) + crf_model.ner_head.bias).log_softmax(-1).numpy()
+    pred = crf_model.crf.viterbi(scores)
+    assert (torch.from_numpy(pred) == y).float().mean() > 0.9
+    # Deterministic, and the Tagger of a saved model uses the scores and transitions.
+    again = JointModel(cfg)
+    again.load_state_dict(model.state_dict(), strict=False)
+    fit_lexical_crf(again, data, max_iterations=60, quiet=True)
+    assert torch.equal(again.lexical_tag_scores.weight, table.weight)
+    assert torch.equal(again.crf.transitions, crf_model.crf.transitions)

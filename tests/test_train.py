@@ -194,10 +194,16 @@ def test_entity_regions_mask_ner_loss_outside(tiny):
     ("model.line_buckets=-5", "model.line_buckets"),
     ("model.lexical_buckets=1", "model.lexical_buckets"),
     ("model.line_feature_dim=0", "model.line_feature_dim"),
+    ("training.lexical_tags_fit=crf", "training.lexical_tags_fit"),  # no model.lexical_tags to fit
+    ("training.lexical_tags_fit=lbfgs", "training.lexical_tags_fit"),
+    (("model.lexical_buckets=512", "model.lexical_tags=true", "training.lexical_tags_fit=crf",
+      "training.lexical_tags_c1=-1"), "training.lexical_tags_c1"),
+    (("model.lexical_buckets=512", "model.lexical_tags=true", "training.lexical_tags_fit=crf",
+      "training.lexical_tags_iterations=0"), "training.lexical_tags_iterations"),
 ])
 def test_config_errors_exit_2_naming_the_key(override, names, data_files, tmp_path, capsys):
     cfg = tiny_config(tmp_path, *data_files)
-    assert main([str(cfg), override]) == 2
+    assert main([str(cfg), *((override,) if isinstance(override, str) else override)]) == 2
     err = capsys.readouterr().err
     assert names in err and "Traceback" not in err
     assert not (tmp_path / "model").exists()  # failed at start: nothing written

@@ -57,6 +57,20 @@ def parse(argv: list[str]) -> RunConfig:
             raise ConfigError(f"model.{key}: {n} must be 0 (none) or at least 2")
     if cfg.model.line_feature_dim < 1:
         raise ConfigError(f"model.line_feature_dim: {cfg.model.line_feature_dim} must be at least 1")
+    t = cfg.training
+    if t.lexical_tags_fit == "crf":
+        if not cfg.model.lexical_tags:
+            raise ConfigError("training.lexical_tags_fit: crf fits model.lexical_tags; set model.lexical_tags: true")
+        for key in ("lexical_tags_c1", "lexical_tags_c2"):
+            if getattr(t, key) < 0:
+                raise ConfigError(f"training.{key}: {getattr(t, key)} must be 0 or more")
+        if t.lexical_tags_iterations < 1:
+            raise ConfigError(f"training.lexical_tags_iterations: {t.lexical_tags_iterations} must be at least 1")
+        try:
+            import pycrfsuite  # noqa: F401
+        except ImportError:
+            raise ConfigError("training.lexical_tags_fit: crf needs sklearn-crfsuite "
+                              "(pip install 'arabic-page-tagger[baselines]')") from None
     if cfg.training.streams not in (None, 1, 2):
         raise ConfigError(f"training.streams: {cfg.training.streams} must be 1, 2 or null (auto)")
     known = {f.name for f in dataclasses.fields(TrainingArguments)}
@@ -283,12 +297,19 @@ def main(argv: list[str] | None = None) -> int:
         train_set = PageDataset(train_pages, encoder, entity_tagset(types))
         if hasattr(model, "lexical_tag_scores"):
             if checkpoint is None:  # on resume the checkpoint holds the fitted scores
-                from train.lexical import fit_lexical_tags
+                from train.lexical import fit_lexical_crf, fit_lexical_tags
 
-                fit = fit_lexical_tags(model, train_set, epochs=cfg.training.lexical_tags_epochs,
-                                       penalty=cfg.training.lexical_tags_penalty, seed=cfg.training.seed)
-                print(f"lexical tag scores: fitted on {fit['words']} labelled words, loss per epoch "
-                      f"{fit['losses']}", file=sys.stderr)
+                t = cfg.training
+                if t.lexical_tags_fit == "crf":
+                    fit = fit_lexical_crf(model, train_set, c1=t.lexical_tags_c1, c2=t.lexical_tags_c2,
+                                          max_iterations=t.lexical_tags_iterations)
+                    print(f"lexical tag scores: a CRF fitted on {fit['words']} labelled words in {fit['runs']} "
+                          f"runs, {fit['features']} non-zero weights, {fit['seconds']} s", file=sys.stderr)
+                else:
+                    fit = fit_lexical_tags(model, train_set, epochs=t.lexical_tags_epochs,
+                                           penalty=t.lexical_tags_penalty, seed=t.seed)
+                    print(f"lexical tag scores: fitted on {fit['words']} labelled words, loss per epoch "
+                          f"{fit['losses']}", file=sys.stderr)
             model.lexical_tag_scores.weight.requires_grad_(False)
     except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)

@@ -124,6 +124,12 @@ class TrainingConfig:
     per_device_train_batch_size: int = field(default=8, metadata={"help": "pages per device and step"})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "steps accumulated per update"})
     eval_batch_tokens: int = field(default=16384, metadata={"help": "Tagger token budget for dev evaluation"})
+    lexical_tags_fit: Literal["softmax", "crf"] = field(default="softmax", metadata={
+        "help": "how model.lexical_tags are fitted: softmax (per word, Adam) or crf (a linear-chain CRF, "
+                "sklearn-crfsuite L-BFGS with L1 + L2; its transitions go to model.use_crf's head)"})
+    lexical_tags_c1: float = field(default=0.1, metadata={"help": "L1 weight of the crf fit"})
+    lexical_tags_c2: float = field(default=0.1, metadata={"help": "L2 weight of the crf fit"})
+    lexical_tags_iterations: int = field(default=150, metadata={"help": "L-BFGS iterations of the crf fit"})
     lexical_tags_epochs: int = field(default=4, metadata={
         "help": "epochs of the linear fit of model.lexical_tags over the training pages' labelled words"})
     lexical_tags_penalty: float = field(default=1e-3, metadata={
