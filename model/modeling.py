@@ -38,7 +38,7 @@ class JointConfig(PreTrainedConfig):
                  window_length: int = 512, stride: int = 128, lexical_buckets: int = 0,
                  lexical_dim: int = 64, lexical_window: int = 0, use_crf: bool = False,
                  line_pooling: str = "mean", lexical_tags: bool = False, line_buckets: int = 0,
-                 line_feature_dim: int = 32, section_crf: bool = False, **kwargs):
+                 line_feature_dim: int = 32, section_crf: bool = False, line_tags: bool = False, **kwargs):
         if line_pooling not in LINE_POOLINGS:
             raise ValueError(f"line_pooling {line_pooling!r}: use one of {', '.join(LINE_POOLINGS)}")
         if isinstance(encoder, PreTrainedConfig):
@@ -63,6 +63,9 @@ class JointConfig(PreTrainedConfig):
         # embedded and given to the section BiGRU beside the pooled word states.
         self.line_buckets = line_buckets
         self.line_feature_dim = line_feature_dim
+        # A linear section-tag score per line feature, added to the section logits: a line CRF's state
+        # weights, fitted before training (train.lexical.fit_line_crf) and then kept fixed.
+        self.line_tags = bool(line_tags)
         # A linear-chain CRF over each page's B-/I- section tags (Viterbi over the lines at inference).
         self.section_crf = bool(section_crf)
         super().__init__(**kwargs)
@@ -121,12 +124,16 @@ class JointModel(PreTrainedModel):
             self.line_features = nn.EmbeddingBag(config.line_buckets, config.line_feature_dim, mode="sum",
                                                  padding_idx=0)
             line_in += config.line_feature_dim
+            if getattr(config, "line_tags", False):
+                self.line_tag_scores = nn.EmbeddingBag(config.line_buckets, len(config.section_labels), mode="sum",
+                                                       padding_idx=0)
         self.line_rnn = nn.GRU(line_in, config.line_hidden_size, num_layers=config.line_layers,
                                batch_first=True, bidirectional=True)
         self.section_head = nn.Linear(2 * config.line_hidden_size, len(config.section_labels))
         self.post_init()
-        if hasattr(self, "lexical_tag_scores"):
-            nn.init.zeros_(self.lexical_tag_scores.weight)  # no prior until fitted
+        for name in ("lexical_tag_scores", "line_tag_scores"):
+            if hasattr(self, name):
+                nn.init.zeros_(getattr(self, name).weight)  # no prior until fitted
 
     def _init_weights(self, module):
         super()._init_weights(module)
@@ -220,7 +227,10 @@ class JointModel(PreTrainedModel):
         packed = nn.utils.rnn.pack_padded_sequence(grid, lengths.cpu(), batch_first=True, enforce_sorted=False)
         out, _ = self.line_rnn(packed)
         out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=width)
-        return self.section_head(self.dropout(out[line_page, line_pos]))
+        logits = self.section_head(self.dropout(out[line_page, line_pos]))
+        if hasattr(self, "line_tag_scores"):
+            logits = logits + self.line_tag_scores(line_ids).to(logits.dtype)
+        return logits
 
     def forward(self, input_ids, attention_mask, word_index, word_line, line_page, line_pos,
                 lex_ids=None, line_ids=None, ner_labels=None, section_labels=None, **kwargs) -> JointOutput:

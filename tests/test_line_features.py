@@ -123,3 +123,60 @@ def test_saved_model_tags_like_its_forward_pass_and_splits_keep_line_ids(setup, 
         loaded.line_features.weight.normal_()
         moved = loaded(**enc.collate([feats[0]]))
     assert not torch.allclose(moved.section_logits, one.section_logits)
+
+
+# ------------------------------------------------------------------------------------------------
+# Line tag scores (model.line_tags): a line CRF's state weights, fitted before training, kept fixed
+
+def test_line_crf_fit_scores_save_and_reach_the_tagger(tmp_path):
+    pytest.importorskip("pycrfsuite", reason="model.line_tags needs sklearn-crfsuite")
+    from model import train_wordpiece
+    from train.data import PageDataset
+    from train.lexical import fit_line_crf, labelled_pages
+
+    pages = synthetic_pages(16, seed=5)
+    cfg = load_config(RunConfig, None, ["output_dir=unused", *TINY_OVERRIDES, f"model.line_buckets={BUCKETS}",
+                                        "model.line_tags=true", "model.section_crf=true"])
+    tok = train_wordpiece([p.text for p in pages], vocab_size=600, min_frequency=1)
+    types = ["LOC", "ORG", "PERS"]
+    torch.manual_seed(0)
+    model = make_model(cfg, tok, types)
+    assert model.config.line_tags and not model.line_tag_scores.weight.any()  # no prior before the fit
+    enc = PageEncoder.from_config(tok, model.config, windows="short", stride=0)
+    data = PageDataset(pages, enc, entity_tagset(types))
+    runs = labelled_pages(data)
+    assert 0 < len(runs) <= len(pages) and all(len(x) == len(y) for x, y in runs)
+    fit = fit_line_crf(model, data, max_iterations=50, quiet=True)
+    assert fit["lines"] > 0 and 0 < fit["iterations"] <= 50 and fit["features"] > 0
+    table = model.line_tag_scores
+    assert not table.weight.requires_grad and table.weight.any() and not table.weight[0].any()
+    # The linear line CRF alone (its scores, bias and transitions) tags its training pages' lines.
+    chain = model.section_chain
+    right = total = 0
+    for i in range(len(data)):
+        f = data[i]
+        with torch.no_grad():
+            s = (table(torch.from_numpy(f["line_ids"]).long()) + model.section_head.bias).log_softmax(-1).numpy()
+        pred = chain.viterbi(s)
+        right += int((pred == f["section_labels"]).sum())
+        total += len(pred)
+    assert right / total > 0.9
+    b_body, i_body = SECTION_TAGS.label2id["B-body"], SECTION_TAGS.label2id["I-body"]
+    b_title = SECTION_TAGS.label2id["B-title"]
+    assert chain.transitions[b_body, i_body] > chain.transitions[b_title, i_body]  # body goes on after body
+    # The scores add to the section logits, survive save/load, and the Tagger uses them.
+    page = pages[0]
+    batch = enc.collate([enc.encode(page)])
+    model.eval()
+    with torch.no_grad():
+        with_scores = model(**batch).section_logits
+        blank = JointModel(model.config)
+        blank.load_state_dict(model.state_dict())
+        blank.line_tag_scores.weight.zero_()
+        without = blank.eval()(**batch).section_logits
+    assert torch.allclose(with_scores - without, table(batch["line_ids"]), atol=1e-5)
+    model.save_pretrained(tmp_path)
+    tok.save_pretrained(tmp_path)
+    loaded = Tagger.from_pretrained(tmp_path, device="cpu", streams=1)
+    assert torch.equal(loaded.model.line_tag_scores.weight, table.weight)
+    assert list(loaded.tag(pages[:3])) == list(Tagger(model, tok, device="cpu", streams=1).tag(pages[:3]))

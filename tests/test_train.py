@@ -195,6 +195,7 @@ def test_entity_regions_mask_ner_loss_outside(tiny):
     ("model.lexical_buckets=1", "model.lexical_buckets"),
     ("model.line_feature_dim=0", "model.line_feature_dim"),
     ("training.lexical_tags_fit=crf", "training.lexical_tags_fit"),  # no model.lexical_tags to fit
+    ("model.line_tags=true", "model.line_tags"),  # the tiny config has no line features
     ("training.lexical_tags_fit=lbfgs", "training.lexical_tags_fit"),
     (("model.lexical_buckets=512", "model.lexical_tags=true", "training.lexical_tags_fit=crf",
       "training.lexical_tags_c1=-1"), "training.lexical_tags_c1"),

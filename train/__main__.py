@@ -57,9 +57,11 @@ def parse(argv: list[str]) -> RunConfig:
             raise ConfigError(f"model.{key}: {n} must be 0 (none) or at least 2")
     if cfg.model.line_feature_dim < 1:
         raise ConfigError(f"model.line_feature_dim: {cfg.model.line_feature_dim} must be at least 1")
+    if cfg.model.line_tags and not cfg.model.line_buckets:
+        raise ConfigError("model.line_tags: the tag scores are per line feature; set model.line_buckets too")
     t = cfg.training
-    if t.lexical_tags_fit == "crf":
-        if not cfg.model.lexical_tags:
+    if t.lexical_tags_fit == "crf" or cfg.model.line_tags:
+        if t.lexical_tags_fit == "crf" and not cfg.model.lexical_tags:
             raise ConfigError("training.lexical_tags_fit: crf fits model.lexical_tags; set model.lexical_tags: true")
         for key in ("lexical_tags_c1", "lexical_tags_c2"):
             if getattr(t, key) < 0:
@@ -69,8 +71,8 @@ def parse(argv: list[str]) -> RunConfig:
         try:
             import pycrfsuite  # noqa: F401
         except ImportError:
-            raise ConfigError("training.lexical_tags_fit: crf needs sklearn-crfsuite "
-                              "(pip install 'arabic-page-tagger[baselines]')") from None
+            key = "training.lexical_tags_fit: crf" if t.lexical_tags_fit == "crf" else "model.line_tags"
+            raise ConfigError(f"{key} needs sklearn-crfsuite (pip install 'arabic-page-tagger[baselines]')") from None
     if cfg.training.streams not in (None, 1, 2):
         raise ConfigError(f"training.streams: {cfg.training.streams} must be 1, 2 or null (auto)")
     known = {f.name for f in dataclasses.fields(TrainingArguments)}
@@ -156,6 +158,7 @@ def make_model(cfg: RunConfig, tokenizer, types: list[str]) -> JointModel:
     if m.line_buckets:
         head["line_buckets"] = m.line_buckets
         head["line_feature_dim"] = m.line_feature_dim
+        head["line_tags"] = m.line_tags
     if m.lexical_buckets:
         head["lexical_buckets"] = m.lexical_buckets
         head["lexical_dim"] = m.lexical_dim
@@ -311,6 +314,16 @@ def main(argv: list[str] | None = None) -> int:
                     print(f"lexical tag scores: fitted on {fit['words']} labelled words, loss per epoch "
                           f"{fit['losses']}", file=sys.stderr)
             model.lexical_tag_scores.weight.requires_grad_(False)
+        if hasattr(model, "line_tag_scores"):
+            if checkpoint is None:
+                from train.lexical import fit_line_crf
+
+                t = cfg.training
+                fit = fit_line_crf(model, train_set, c1=t.lexical_tags_c1, c2=t.lexical_tags_c2,
+                                   max_iterations=t.lexical_tags_iterations)
+                print(f"line tag scores: a CRF fitted on {fit['lines']} labelled lines in {fit['runs']} runs, "
+                      f"{fit.get('features', 0)} non-zero weights, {fit.get('seconds', 0)} s", file=sys.stderr)
+            model.line_tag_scores.weight.requires_grad_(False)
     except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -107,6 +107,10 @@ class ModelConfig:
     line_buckets: int = field(default=0, metadata={
         "help": "hashed layout features of each line and its neighbours for the section layer (0: none)"})
     line_feature_dim: int = field(default=32, metadata={"help": "size of the line feature embedding"})
+    line_tags: bool = field(default=False, metadata={
+        "help": "also a linear section-tag score per line feature (a line CRF's state weights; its transitions "
+                "go to model.section_crf's chain), fitted before training with sklearn-crfsuite "
+                "(training.lexical_tags_c1 / _c2 / _iterations) and then kept fixed (train.lexical)"})
     lexical_vectors: str | None = field(default=None, metadata={
         "help": "word vectors (python -m train.embeddings OUT/vectors.kv) that initialise the lexical table"})
     entity_types: list[str] | None = field(default=None, metadata={
@@ -127,9 +131,9 @@ class TrainingConfig:
     lexical_tags_fit: Literal["softmax", "crf"] = field(default="softmax", metadata={
         "help": "how model.lexical_tags are fitted: softmax (per word, Adam) or crf (a linear-chain CRF, "
                 "sklearn-crfsuite L-BFGS with L1 + L2; its transitions go to model.use_crf's head)"})
-    lexical_tags_c1: float = field(default=0.1, metadata={"help": "L1 weight of the crf fit"})
-    lexical_tags_c2: float = field(default=0.1, metadata={"help": "L2 weight of the crf fit"})
-    lexical_tags_iterations: int = field(default=150, metadata={"help": "L-BFGS iterations of the crf fit"})
+    lexical_tags_c1: float = field(default=0.1, metadata={"help": "L1 weight of the CRF fits (lexical and line)"})
+    lexical_tags_c2: float = field(default=0.1, metadata={"help": "L2 weight of the CRF fits (lexical and line)"})
+    lexical_tags_iterations: int = field(default=150, metadata={"help": "L-BFGS iterations of the CRF fits"})
     lexical_tags_epochs: int = field(default=4, metadata={
         "help": "epochs of the linear fit of model.lexical_tags over the training pages' labelled words"})
     lexical_tags_penalty: float = field(default=1e-3, metadata={

@@ -70,38 +70,35 @@ def labelled_runs(dataset) -> list[tuple[list[dict], list[str]]]:
             if key in seen:
                 continue
             seen.add(key)
-            xs = []
-            for row in lex[a:b]:
-                item: dict[str, float] = {}
-                for v in row[row > 0].tolist():
-                    item[f"b{v}"] = item.get(f"b{v}", 0.0) + 1.0
-                xs.append(item)
-            out.append((xs, [str(int(t)) for t in y[a:b]]))
+            out.append((_items(lex[a:b]), [str(int(t)) for t in y[a:b]]))
     return out
 
 
-def fit_lexical_crf(model, dataset, c1: float = 0.1, c2: float = 0.1, max_iterations: int = 150,
-                    quiet: bool = False) -> dict:
-    """Fit ``model.lexical_tag_scores`` as the state weights of a linear-chain CRF (sklearn-crfsuite,
-    L-BFGS with L1 ``c1`` and L2 ``c2``) over the dataset's runs of labelled words, with a bias feature
-    that becomes the NER head's bias; the CRF's transitions go into ``model.crf`` when the model has one
-    (``model.use_crf``). Then freeze the scores. Deterministic."""
+def _items(rows: np.ndarray) -> list[dict]:
+    """crfsuite items of hashed feature rows: ``{"b<id>": count}``, the padding bucket dropped."""
+    xs = []
+    for row in rows:
+        item: dict[str, float] = {}
+        for v in row[row > 0].tolist():
+            item[f"b{v}"] = item.get(f"b{v}", 0.0) + 1.0
+        xs.append(item)
+    return xs
+
+
+def crfsuite_fit(runs: list[tuple[list[dict], list[str]]], n_rows: int, n_tags: int, c1: float = 0.1,
+                 c2: float = 0.1, max_iterations: int = 150, desc: str = "CRF", quiet: bool = False) -> dict:
+    """A linear-chain CRF over hashed features (sklearn-crfsuite's L-BFGS with L1 ``c1`` and L2 ``c2``),
+    as tensors: ``weight`` ``(n_rows, n_tags)`` per feature row and tag, ``bias`` per tag (a feature
+    every item has), ``transitions`` ``[from, to]``. Deterministic."""
     try:
         import pycrfsuite  # installed with sklearn-crfsuite
     except ImportError as err:
-        raise ImportError("training.lexical_tags_fit: crf needs sklearn-crfsuite "
-                          "(pip install 'arabic-page-tagger[baselines]')") from err
+        raise ImportError("a CRF fit needs sklearn-crfsuite (pip install 'arabic-page-tagger[baselines]')") from err
     import tempfile
     from pathlib import Path
 
-    table = model.lexical_tag_scores
-    runs = labelled_runs(dataset)
-    n_words = sum(len(y) for _, y in runs)
-    if not runs:
-        table.weight.requires_grad_(False)
-        return {"words": 0, "runs": 0}
     t0 = time.time()
-    bar = tqdm(total=max_iterations, desc="lexical CRF (L-BFGS iterations)", disable=quiet, file=sys.stderr)
+    bar = tqdm(total=max_iterations, desc=f"{desc} (L-BFGS iterations)", disable=quiet, file=sys.stderr)
     iterations = [0]
 
     class Trainer(pycrfsuite.Trainer):  # crfsuite's log events: a progress bar instead of its prints
@@ -119,36 +116,98 @@ def fit_lexical_crf(model, dataset, c1: float = 0.1, c2: float = 0.1, max_iterat
     trainer.set_params({"c1": c1, "c2": c2, "max_iterations": max_iterations,
                         "feature.possible_transitions": True})
     with tempfile.TemporaryDirectory() as tmp:
-        path = str(Path(tmp) / "lexical.crfsuite")
+        path = str(Path(tmp) / "fit.crfsuite")
         trainer.train(path)
         bar.close()
         tagger = pycrfsuite.Tagger()
         tagger.open(path)
         info = tagger.info()
         tagger.close()
-    n_tags = table.weight.shape[1]
-    weight = torch.zeros(table.weight.shape, dtype=torch.float32)
+    weight = torch.zeros(n_rows, n_tags)
     bias = torch.zeros(n_tags)
     for (attr, label), w in info.state_features.items():
         if attr == "bias":
             bias[int(label)] = w
         else:
             weight[int(attr[1:]), int(label)] = w
-    with torch.no_grad():
-        table.weight.copy_(weight.to(table.weight))
-        table.weight[0].zero_()
-        model.ner_head.bias.copy_(bias.to(model.ner_head.bias))
-        crf = getattr(model, "crf", None)
-        if crf is not None:
-            trans = torch.zeros(n_tags, n_tags)
-            for (a, b), w in info.transitions.items():
-                trans[int(a), int(b)] = w
-            crf.transitions.copy_(trans.to(crf.transitions))
-            crf.start.zero_()
-            crf.end.zero_()
-    table.weight.requires_grad_(False)
-    return {"words": int(n_words), "runs": len(runs), "features": len(info.state_features),
+    transitions = torch.zeros(n_tags, n_tags)
+    for (a, b), w in info.transitions.items():
+        transitions[int(a), int(b)] = w
+    return {"weight": weight, "bias": bias, "transitions": transitions, "features": len(info.state_features),
             "iterations": iterations[0], "seconds": round(time.time() - t0, 1)}
+
+
+def _write_fit(table, bias, chain, fit: dict) -> None:
+    """Copy a fit into a score table (padding row 0 left at zero), a head's bias and a CRF's
+    transitions (start and end at zero: crfsuite has none), then freeze the table."""
+    with torch.no_grad():
+        table.weight.copy_(fit["weight"].to(table.weight))
+        table.weight[0].zero_()
+        bias.copy_(fit["bias"].to(bias))
+        if chain is not None:
+            chain.transitions.copy_(fit["transitions"].to(chain.transitions))
+            chain.start.zero_()
+            chain.end.zero_()
+    table.weight.requires_grad_(False)
+
+
+def fit_lexical_crf(model, dataset, c1: float = 0.1, c2: float = 0.1, max_iterations: int = 150,
+                    quiet: bool = False) -> dict:
+    """Fit ``model.lexical_tag_scores`` as the state weights of a linear-chain CRF over the dataset's
+    runs of labelled words (:func:`crfsuite_fit`), its bias as the NER head's bias and its transitions
+    into ``model.crf`` when the model has one (``model.use_crf``). Then freeze the scores."""
+    table = model.lexical_tag_scores
+    runs = labelled_runs(dataset)
+    if not runs:
+        table.weight.requires_grad_(False)
+        return {"words": 0, "runs": 0}
+    fit = crfsuite_fit(runs, *table.weight.shape, c1=c1, c2=c2, max_iterations=max_iterations,
+                       desc="lexical CRF", quiet=quiet)
+    _write_fit(table, model.ner_head.bias, getattr(model, "crf", None), fit)
+    return {"words": sum(len(y) for _, y in runs), "runs": len(runs),
+            **{k: fit[k] for k in ("features", "iterations", "seconds")}}
+
+
+def labelled_pages(dataset) -> list[tuple[list[dict], list[str]]]:
+    """Each page's runs of consecutive lines with a section label, as crfsuite items of their hashed
+    line features (``line_ids``) and section tag ids as strings; identical runs kept once."""
+    seen, out = set(), []
+    for i in range(len(dataset)):
+        f = dataset[i]
+        if "line_ids" not in f:
+            raise ValueError("the model has line tag scores but the pages have no line features")
+        y = np.asarray(f["section_labels"])
+        lab = y != IGNORE
+        if not lab.any():
+            continue
+        ids = np.asarray(f["line_ids"])
+        cut = np.flatnonzero(~lab | np.r_[True, ~lab[:-1]])
+        bounds = list(cut) + [len(y)]
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            if not lab[a]:
+                continue
+            key = (ids[a:b].tobytes(), y[a:b].tobytes())
+            if key not in seen:
+                seen.add(key)
+                out.append((_items(ids[a:b]), [str(int(t)) for t in y[a:b]]))
+    return out
+
+
+def fit_line_crf(model, dataset, c1: float = 0.1, c2: float = 0.1, max_iterations: int = 150,
+                 quiet: bool = False) -> dict:
+    """Fit ``model.line_tag_scores`` (``model.line_tags``) as the state weights of a linear-chain CRF
+    over each page's section-labelled lines, its bias as the section head's bias and its transitions
+    into ``model.section_chain`` when the model has one (``model.section_crf``). Then freeze them."""
+    table = model.line_tag_scores
+    runs = labelled_pages(dataset)
+    if not runs:
+        table.weight.requires_grad_(False)
+        return {"lines": 0, "runs": 0}
+    fit = crfsuite_fit(runs, *table.weight.shape, c1=c1, c2=c2, max_iterations=max_iterations,
+                       desc="line CRF", quiet=quiet)
+    _write_fit(table, model.section_head.bias, getattr(model, "section_chain", None), fit)
+    return {"lines": sum(len(y) for _, y in runs), "runs": len(runs),
+            **{k: fit[k] for k in ("features", "iterations", "seconds")}}
 
 
 def fit_lexical_tags(model, dataset, epochs: int = 4, lr: float = 0.01, penalty: float = 1e-3,
