@@ -118,7 +118,8 @@ class PageEncoder:
 
     def __init__(self, tokenizer, max_length: int = 512, stride: int = 128,
                  max_subwords_per_word: int = 32, cache_size: int = 500_000, lexical_buckets: int = 0,
-                 lexical_window: int = 0, windows: str = "lines", line_buckets: int = 0):
+                 lexical_window: int = 0, windows: str = "lines", line_buckets: int = 0,
+                 word_clusters: dict[str, list[int]] | None = None):
         self.tokenizer = tokenizer
         self.body = max_length - 2
         if self.body < 8:
@@ -134,6 +135,9 @@ class PageEncoder:
         self.lexical_buckets = lexical_buckets
         self.lexical_window = lexical_window
         self.line_buckets = line_buckets
+        # word -> cluster ids (JointModel.word_clusters): one more lexical key per granularity
+        self.word_clusters = word_clusters or None
+        self.n_cluster_keys = len(next(iter(word_clusters.values()))) if word_clusters else 0
         if windows not in WINDOW_PLANS:
             raise ValueError(f"windows {windows!r}: use one of {', '.join(WINDOW_PLANS)}")
         self.windows = windows
@@ -142,13 +146,29 @@ class PageEncoder:
     @classmethod
     def from_config(cls, tokenizer, config, **kwargs) -> "PageEncoder":
         """The encoder a joint model was trained with: same window, stride and lexical features
-        (``stride``/``windows`` may be overridden: training windows need no overlap)."""
+        (``stride``/``windows`` may be overridden: training windows need no overlap). A model with word
+        clusters (``config.lexical_clusters``) needs them too: ``word_clusters=model.word_clusters``,
+        or use :meth:`for_model`."""
+        sizes = getattr(config, "lexical_clusters", None)
+        clusters = kwargs.get("word_clusters")
+        if sizes and not clusters:
+            raise ValueError("this model's lexical features include word clusters (config.lexical_clusters): "
+                             "use PageEncoder.for_model(tokenizer, model)")
+        if clusters and len(next(iter(clusters.values()))) != len(sizes or []):
+            raise ValueError(f"word_clusters: {len(next(iter(clusters.values())))} ids per word but the config "
+                             f"has {len(sizes or [])} cluster sizes")
         kwargs.setdefault("windows", getattr(config, "windows", "lines"))
         kwargs.setdefault("stride", config.stride)
         return cls(tokenizer, max_length=config.window_length,
                    lexical_buckets=getattr(config, "lexical_buckets", 0),
                    lexical_window=getattr(config, "lexical_window", 0),
                    line_buckets=getattr(config, "line_buckets", 0), **kwargs)
+
+    @classmethod
+    def for_model(cls, tokenizer, model, **kwargs) -> "PageEncoder":
+        """:meth:`from_config` with the model's own word clusters, if it has any."""
+        kwargs.setdefault("word_clusters", getattr(model, "word_clusters", None))
+        return cls.from_config(tokenizer, model.config, **kwargs)
 
     # -- subwords ---------------------------------------------------------------------------
     def subwords(self, word_strings: list[str]) -> list[list[int]]:
@@ -168,15 +188,22 @@ class PageEncoder:
         return [cache[w] for w in word_strings]
 
     def lexical_hashes(self, word_strings: list[str]) -> np.ndarray:
-        """CRC32 of each word's lexical keys, ``(n_words, LEXICAL_FEATURES)``: see :func:`lexical_keys`."""
+        """CRC32 of each word's lexical keys (and its cluster keys), ``(n_words, LEXICAL_FEATURES + one per
+        cluster granularity)``: see :func:`lexical_keys`."""
         cache = self._lex_cache
         if len(cache) > self._cache_size:
             cache.clear()
-        out = np.empty((len(word_strings), LEXICAL_FEATURES), dtype=np.int64)
+        out = np.empty((len(word_strings), LEXICAL_FEATURES + self.n_cluster_keys), dtype=np.int64)
+        clusters = self.word_clusters
         for i, w in enumerate(word_strings):
             ids = cache.get(w)
             if ids is None:
-                ids = cache[w] = tuple(zlib.crc32(k.encode("utf-8")) for k in lexical_keys(normalize(w)))
+                n = normalize(w)
+                keys = lexical_keys(n)
+                if clusters is not None:
+                    c = clusters.get(n)
+                    keys += tuple(f"c{j}:{c[j] if c is not None else '-'}" for j in range(self.n_cluster_keys))
+                ids = cache[w] = tuple(zlib.crc32(k.encode("utf-8")) for k in keys)
             out[i] = ids
         return out
 

@@ -95,7 +95,7 @@ class Tagger:
             self.model.encoder = torch.compile(self.model.encoder, dynamic=True)
         cfg = model.config
         # windows: the window plan (data.features.plan_windows); default: the model config's.
-        self.encoder = PageEncoder.from_config(tokenizer, cfg, **({"windows": windows} if windows else {}))
+        self.encoder = PageEncoder.for_model(tokenizer, model, **({"windows": windows} if windows else {}))
         self.ner_tags = entity_tagset(cfg.entity_types)
         self.entity_types = list(self.ner_tags.types)
         self.batch_tokens = max(int(batch_tokens), cfg.window_length)

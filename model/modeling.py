@@ -24,6 +24,7 @@ from model.crf import LinearChainCRF
 # or that mean, the line's first word state (header words such as "المصدر:" come first) and
 # log(1 + word count) (titles are short, bodies long; a mean alone hides the length).
 LINE_POOLINGS = ("mean", "mean+first+length")
+CLUSTERS_FILE = "word_clusters.json"
 
 
 class JointConfig(PreTrainedConfig):
@@ -38,7 +39,8 @@ class JointConfig(PreTrainedConfig):
                  window_length: int = 512, stride: int = 128, lexical_buckets: int = 0,
                  lexical_dim: int = 64, lexical_window: int = 0, use_crf: bool = False,
                  line_pooling: str = "mean", lexical_tags: bool = False, line_buckets: int = 0,
-                 line_feature_dim: int = 32, section_crf: bool = False, line_tags: bool = False, **kwargs):
+                 line_feature_dim: int = 32, section_crf: bool = False, line_tags: bool = False,
+                 lexical_clusters: list[int] | None = None, **kwargs):
         if line_pooling not in LINE_POOLINGS:
             raise ValueError(f"line_pooling {line_pooling!r}: use one of {', '.join(LINE_POOLINGS)}")
         if isinstance(encoder, PreTrainedConfig):
@@ -66,6 +68,9 @@ class JointConfig(PreTrainedConfig):
         # A linear section-tag score per line feature, added to the section logits: a line CRF's state
         # weights, fitted before training (train.lexical.fit_line_crf) and then kept fixed.
         self.line_tags = bool(line_tags)
+        # Word clusters of static word vectors at these granularities, as extra lexical keys
+        # (data.features.PageEncoder); the word -> cluster map is saved beside the weights (CLUSTERS_FILE).
+        self.lexical_clusters = list(lexical_clusters) if lexical_clusters else None
         # A linear-chain CRF over each page's B-/I- section tags (Viterbi over the lines at inference).
         self.section_crf = bool(section_crf)
         super().__init__(**kwargs)
@@ -134,6 +139,41 @@ class JointModel(PreTrainedModel):
         for name in ("lexical_tag_scores", "line_tag_scores"):
             if hasattr(self, name):
                 nn.init.zeros_(getattr(self, name).weight)  # no prior until fitted
+
+    # -- the word -> cluster map of config.lexical_clusters travels with the weights ----------
+    word_clusters: dict[str, list[int]] | None = None
+
+    def save_pretrained(self, save_directory, *args, **kwargs):
+        super().save_pretrained(save_directory, *args, **kwargs)
+        if self.word_clusters and kwargs.get("is_main_process", True):
+            import json
+            from pathlib import Path
+
+            path = Path(save_directory) / CLUSTERS_FILE
+            tmp = path.with_name(path.name + ".tmp")
+            tmp.write_text(json.dumps({"sizes": self.config.lexical_clusters, "words": self.word_clusters},
+                                      ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
+            tmp.replace(path)
+
+    @classmethod
+    def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
+        model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
+        if getattr(model.config, "lexical_clusters", None):
+            import json
+
+            from transformers.utils import cached_file
+
+            path = cached_file(pretrained_model_name_or_path, CLUSTERS_FILE,
+                               _raise_exceptions_for_missing_entries=False)
+            if path is None:
+                raise OSError(f"{pretrained_model_name_or_path}: the model reads word clusters "
+                              f"(config.lexical_clusters) but has no {CLUSTERS_FILE}")
+            data = json.loads(open(path, encoding="utf-8").read())
+            if list(data.get("sizes") or []) != list(model.config.lexical_clusters):
+                raise ValueError(f"{path}: cluster sizes {data.get('sizes')} differ from the config's "
+                                 f"{model.config.lexical_clusters}")
+            model.word_clusters = data["words"]
+        return model
 
     def _init_weights(self, module):
         super()._init_weights(module)
@@ -217,7 +257,7 @@ class JointModel(PreTrainedModel):
         if hasattr(self, "line_features"):
             if line_ids is None:
                 raise ValueError("this model reads line features (config.line_buckets): pass line_ids, from a "
-                                 "PageEncoder made with PageEncoder.from_config(tokenizer, model.config)")
+                                 "PageEncoder made with PageEncoder.for_model(tokenizer, model)")
             line_vectors = torch.cat([line_vectors, self.line_features(line_ids).to(line_vectors.dtype)], -1)
         n_pages = int(line_page.max()) + 1 if len(line_page) else 0
         lengths = torch.bincount(line_page, minlength=n_pages)

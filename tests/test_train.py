@@ -196,6 +196,7 @@ def test_entity_regions_mask_ner_loss_outside(tiny):
     ("model.line_feature_dim=0", "model.line_feature_dim"),
     ("training.lexical_tags_fit=crf", "training.lexical_tags_fit"),  # no model.lexical_tags to fit
     ("model.line_tags=true", "model.line_tags"),  # the tiny config has no line features
+    ("model.lexical_clusters=[64]", "model.lexical_clusters"),  # nor lexical features or word vectors
     ("training.lexical_tags_fit=lbfgs", "training.lexical_tags_fit"),
     (("model.lexical_buckets=512", "model.lexical_tags=true", "training.lexical_tags_fit=crf",
       "training.lexical_tags_c1=-1"), "training.lexical_tags_c1"),

@@ -57,6 +57,12 @@ def parse(argv: list[str]) -> RunConfig:
             raise ConfigError(f"model.{key}: {n} must be 0 (none) or at least 2")
     if cfg.model.line_feature_dim < 1:
         raise ConfigError(f"model.line_feature_dim: {cfg.model.line_feature_dim} must be at least 1")
+    if cfg.model.lexical_clusters:
+        if not (cfg.model.lexical_buckets and cfg.model.lexical_vectors):
+            raise ConfigError("model.lexical_clusters: clusters of word vectors are lexical keys; set "
+                              "model.lexical_buckets and model.lexical_vectors too")
+        if any(k < 2 for k in cfg.model.lexical_clusters):
+            raise ConfigError(f"model.lexical_clusters: {cfg.model.lexical_clusters}: each size must be at least 2")
     if cfg.model.line_tags and not cfg.model.line_buckets:
         raise ConfigError("model.line_tags: the tag scores are per line feature; set model.line_buckets too")
     t = cfg.training
@@ -164,6 +170,8 @@ def make_model(cfg: RunConfig, tokenizer, types: list[str]) -> JointModel:
         head["lexical_dim"] = m.lexical_dim
         head["lexical_window"] = m.lexical_window
         head["lexical_tags"] = m.lexical_tags
+        if m.lexical_clusters:
+            head["lexical_clusters"] = list(m.lexical_clusters)
     if m.encoder:
         model = init_lexical(JointModel.from_encoder(m.encoder, tags, **head), m.lexical_vectors)
         limit = model.config.encoder_config.max_position_embeddings
@@ -189,11 +197,19 @@ def init_lexical(model: JointModel, vectors: str | None) -> JointModel:
 
         from train.embeddings import init_lexical_table
 
+        kv = KeyedVectors.load(vectors)
         table = model.lexical.weight.data
         arr = table.numpy().copy()
-        n = init_lexical_table(arr, KeyedVectors.load(vectors), radius=model.config.lexical_window)
+        n = init_lexical_table(arr, kv, radius=model.config.lexical_window)
         table.copy_(torch.from_numpy(arr))
         print(f"lexical table: {n} rows initialised from {vectors}", file=sys.stderr)
+        if model.config.lexical_clusters:
+            from train.embeddings import word_clusters
+
+            t0 = time.time()
+            model.word_clusters = word_clusters(kv, model.config.lexical_clusters)
+            print(f"word clusters: {len(model.word_clusters)} words in {model.config.lexical_clusters} clusters "
+                  f"({time.time() - t0:.0f} s)", file=sys.stderr)
     return model
 
 
@@ -295,7 +311,7 @@ def main(argv: list[str] | None = None) -> int:
         # the model sees words at every distance from a cut); the last window of a page left short.
         # The evaluation uses the Tagger, which cuts at line starts.
         stride = cfg.training.window_stride
-        encoder = PageEncoder.from_config(tokenizer, model.config, windows="short",
+        encoder = PageEncoder.for_model(tokenizer, model, windows="short",
                                           stride=model.config.stride if stride is None else stride)
         train_set = PageDataset(train_pages, encoder, entity_tagset(types))
         if hasattr(model, "lexical_tag_scores"):

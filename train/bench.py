@@ -95,7 +95,7 @@ def main(argv=None) -> dict:
         from model import enable_fast_dropout
 
         enable_fast_dropout(model)
-    encoder = PageEncoder.from_config(tok, model.config, stride=args.window_stride, windows="short")  # as train/__main__
+    encoder = PageEncoder.for_model(tok, model, stride=args.window_stride, windows="short")  # as train/__main__
     ours_set = PageDataset(pages, encoder, tags)
     hf_set = hf_chunks(pages, hf_tok, tags, args.window)
     n_tokens = ours_set.n_tokens

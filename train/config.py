@@ -113,6 +113,9 @@ class ModelConfig:
                 "(training.lexical_tags_c1 / _c2 / _iterations) and then kept fixed (train.lexical)"})
     lexical_vectors: str | None = field(default=None, metadata={
         "help": "word vectors (python -m train.embeddings OUT/vectors.kv) that initialise the lexical table"})
+    lexical_clusters: list[int] | None = field(default=None, metadata={
+        "help": "k-means clusters of model.lexical_vectors at these sizes (e.g. [64, 256, 1024]) as extra lexical "
+                "keys of each word; the word -> cluster map is saved with the model"})
     entity_types: list[str] | None = field(default=None, metadata={
         "help": "NER types; default: the types found in the training data"})
 

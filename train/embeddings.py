@@ -82,6 +82,48 @@ def init_lexical_table(table: np.ndarray, kv, radius: int = 0, max_words: int = 
     return int(rows.sum())
 
 
+def _kmeans_pp(x, k: int, gen):
+    """k-means++ seeds over unit vectors: each next centre drawn with probability ~ (1 - cos)^2 to the
+    nearest centre so far."""
+    import torch
+
+    first = int(torch.randint(len(x), (1,), generator=gen))
+    idx = [first]
+    nearest = (1 - x @ x[first]).clamp(min=0)
+    for _ in range(k - 1):
+        w = nearest.pow(2)
+        nxt = int(torch.multinomial(w, 1, generator=gen)) if float(w.sum()) > 0 else \
+            int(torch.randint(len(x), (1,), generator=gen))
+        idx.append(nxt)
+        nearest = torch.minimum(nearest, (1 - x @ x[nxt]).clamp(min=0))
+    return x[idx].clone()
+
+
+def word_clusters(kv, sizes: list[int], max_words: int = 300_000, iterations: int = 10,
+                  seed: int = 0) -> dict[str, list[int]]:
+    """Each word's cluster at each granularity (spherical k-means over the normalised vectors, as in
+    Brown-cluster features for NER): ``{word: [id at sizes[0], id at sizes[1], ...]}``. Clusters carry
+    what 8.8M words of news say about a word to words that the labelled data never shows. Deterministic."""
+    import torch
+
+    words = kv.index_to_key[:max_words]
+    x = torch.from_numpy(np.asarray(kv.vectors[: len(words)], dtype=np.float32))
+    x = x / x.norm(dim=1, keepdim=True).clamp(min=1e-8)
+    gen = torch.Generator().manual_seed(seed)
+    ids = []
+    for k in sizes:
+        k = min(int(k), len(words))
+        centres = _kmeans_pp(x, k, gen)
+        for _ in range(iterations):
+            assign = torch.cat([(x[i:i + 65536] @ centres.T).argmax(1) for i in range(0, len(x), 65536)])
+            sums = torch.zeros_like(centres).index_add_(0, assign, x)
+            counts = torch.bincount(assign, minlength=k)
+            keep = counts > 0
+            centres[keep] = sums[keep] / sums[keep].norm(dim=1, keepdim=True).clamp(min=1e-8)
+        ids.append(assign.tolist())
+    return {w: [c[i] for c in ids] for i, w in enumerate(words)}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--news", action="append", default=[], help="SaudiNewsNet zip/json file or folder (repeatable)")
