@@ -154,3 +154,18 @@ def test_crf_fit_writes_state_weights_bias_and_transitions(setup):
     fit_lexical_crf(again, data, max_iterations=60, quiet=True)
     assert torch.equal(again.lexical_tag_scores.weight, table.weight)
     assert torch.equal(again.crf.transitions, crf_model.crf.transitions)
+
+
+def test_only_the_hashed_table_gets_the_lexical_learning_rate(setup, tmp_path):
+    model = copy.deepcopy(setup[0])
+    model.lexical_tag_scores.weight.requires_grad_(False)  # as after the fit
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none", save_strategy="no",
+                             learning_rate=1e-3)
+    trainer = JointTrainer(model=model, args=args, streams=1, lexical_lr_multiplier=10.0)
+    opt = trainer.create_optimizer()
+    lr_of = {id(p): g["lr"] for g in opt.param_groups for p in g["params"]}
+    assert lr_of[id(model.lexical.weight)] == pytest.approx(1e-2)  # sparse rows: a higher rate
+    # its projection is dense (every word trains it): at 10x it drove the CRF-fitted run of 2026-12-01 to diverge
+    assert lr_of[id(model.lexical_proj.weight)] == pytest.approx(1e-3)
+    assert lr_of[id(model.ner_head.weight)] == pytest.approx(1e-3)
+    assert id(model.lexical_tag_scores.weight) not in lr_of  # fixed

@@ -145,7 +145,8 @@ class JointTrainer(Trainer):
         groups: dict[tuple[bool, bool], list] = {}
         for name, p in opt_model.named_parameters():
             if p.requires_grad:
-                groups.setdefault((name in decay, name.startswith("lexical")), []).append(p)
+                # the hashed table only: its projection is a dense layer that every word trains
+                groups.setdefault((name in decay, name == "lexical.weight"), []).append(p)
         lr = self.args.learning_rate
         param_groups = [{"params": ps, "weight_decay": self.args.weight_decay if d else 0.0,
                          "lr": lr * (self.lexical_lr_multiplier if lex else 1.0)}
