@@ -323,7 +323,7 @@ def main(argv: list[str] | None = None) -> int:
                     fit = fit_lexical_crf(model, train_set, c1=t.lexical_tags_c1, c2=t.lexical_tags_c2,
                                           max_iterations=t.lexical_tags_iterations)
                     print(f"lexical tag scores: a CRF fitted on {fit['words']} labelled words in {fit['runs']} "
-                          f"runs, {fit['features']} non-zero weights, {fit['seconds']} s", file=sys.stderr)
+                          f"runs, {fit.get('features', 0)} non-zero weights, {fit.get('seconds', 0)} s", file=sys.stderr)
                 else:
                     fit = fit_lexical_tags(model, train_set, epochs=t.lexical_tags_epochs,
                                            penalty=t.lexical_tags_penalty, seed=t.seed)

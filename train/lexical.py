@@ -46,32 +46,38 @@ def labelled_words(dataset) -> tuple[torch.Tensor, torch.Tensor]:
     return torch.from_numpy(np.concatenate(xs).astype(np.int64)), torch.from_numpy(np.concatenate(ys).astype(np.int64))
 
 
+def _crf_runs(dataset, ids_key: str, labels_key: str, line_key: str | None, what: str):
+    """Runs of consecutive labelled units of each page (cut also where ``line_key`` changes), as crfsuite
+    items of their hashed feature rows and tag ids as strings; identical runs (a document seen in several
+    training pages) kept once."""
+    seen, out = set(), []
+    for i in range(len(dataset)):
+        f = dataset[i]
+        if ids_key not in f:
+            raise ValueError(f"the model has {what} tag scores but the pages have no {what} features")
+        y = np.asarray(f[labels_key])
+        lab = y != IGNORE
+        if not lab.any():
+            continue
+        ids = np.asarray(f[ids_key])
+        new = ~lab | np.r_[True, ~lab[:-1]]
+        if line_key is not None:
+            line = np.asarray(f[line_key])
+            new |= np.r_[True, line[1:] != line[:-1]]
+        bounds = list(np.flatnonzero(new)) + [len(y)]
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            key = (ids[a:b].tobytes(), y[a:b].tobytes())
+            if lab[a] and key not in seen:
+                seen.add(key)
+                out.append((_items(ids[a:b]), [str(int(t)) for t in y[a:b]]))
+    return out
+
+
 def labelled_runs(dataset) -> list[tuple[list[dict], list[str]]]:
     """Runs of consecutive labelled words on one line of a page, as crfsuite items: each word's lexical
     bucket ids (``{"b<id>": count}``, the padding bucket dropped) and its tag id as a string. Identical
     runs (a document seen in several training pages) are kept once."""
-    seen, out = set(), []
-    for i in range(len(dataset)):
-        f = dataset[i]
-        if "lex_ids" not in f:
-            raise ValueError("the model has lexical tag scores but the pages have no lexical features")
-        y = np.asarray(f["ner_labels"])
-        lab = y != IGNORE
-        if not lab.any():
-            continue
-        line = np.asarray(f["word_line"])
-        lex = np.asarray(f["lex_ids"])
-        cut = np.flatnonzero(~lab | np.r_[True, line[1:] != line[:-1]] | np.r_[True, ~lab[:-1]])
-        bounds = list(cut) + [len(y)]
-        for a, b in zip(bounds[:-1], bounds[1:]):
-            if not lab[a]:
-                continue
-            key = (lex[a:b].tobytes(), y[a:b].tobytes())
-            if key in seen:
-                continue
-            seen.add(key)
-            out.append((_items(lex[a:b]), [str(int(t)) for t in y[a:b]]))
-    return out
+    return _crf_runs(dataset, "lex_ids", "ner_labels", "word_line", "lexical")
 
 
 def _items(rows: np.ndarray) -> list[dict]:
@@ -137,9 +143,15 @@ def crfsuite_fit(runs: list[tuple[list[dict], list[str]]], n_rows: int, n_tags: 
             "iterations": iterations[0], "seconds": round(time.time() - t0, 1)}
 
 
-def _write_fit(table, bias, chain, fit: dict) -> None:
-    """Copy a fit into a score table (padding row 0 left at zero), a head's bias and a CRF's
-    transitions (start and end at zero: crfsuite has none), then freeze the table."""
+def _fit_into(table, bias, chain, runs, unit: str, desc: str, c1: float, c2: float, max_iterations: int,
+              quiet: bool) -> dict:
+    """Fit a CRF on ``runs`` and copy it into a score table (padding row 0 left at zero), a head's bias
+    and a CRF's transitions (start and end at zero: crfsuite has none), then freeze the table."""
+    if not runs:
+        table.weight.requires_grad_(False)
+        return {unit: 0, "runs": 0}
+    fit = crfsuite_fit(runs, *table.weight.shape, c1=c1, c2=c2, max_iterations=max_iterations, desc=desc,
+                       quiet=quiet)
     with torch.no_grad():
         table.weight.copy_(fit["weight"].to(table.weight))
         table.weight[0].zero_()
@@ -149,6 +161,8 @@ def _write_fit(table, bias, chain, fit: dict) -> None:
             chain.start.zero_()
             chain.end.zero_()
     table.weight.requires_grad_(False)
+    return {unit: sum(len(y) for _, y in runs), "runs": len(runs),
+            **{k: fit[k] for k in ("features", "iterations", "seconds")}}
 
 
 def fit_lexical_crf(model, dataset, c1: float = 0.1, c2: float = 0.1, max_iterations: int = 150,
@@ -156,41 +170,14 @@ def fit_lexical_crf(model, dataset, c1: float = 0.1, c2: float = 0.1, max_iterat
     """Fit ``model.lexical_tag_scores`` as the state weights of a linear-chain CRF over the dataset's
     runs of labelled words (:func:`crfsuite_fit`), its bias as the NER head's bias and its transitions
     into ``model.crf`` when the model has one (``model.use_crf``). Then freeze the scores."""
-    table = model.lexical_tag_scores
-    runs = labelled_runs(dataset)
-    if not runs:
-        table.weight.requires_grad_(False)
-        return {"words": 0, "runs": 0}
-    fit = crfsuite_fit(runs, *table.weight.shape, c1=c1, c2=c2, max_iterations=max_iterations,
-                       desc="lexical CRF", quiet=quiet)
-    _write_fit(table, model.ner_head.bias, getattr(model, "crf", None), fit)
-    return {"words": sum(len(y) for _, y in runs), "runs": len(runs),
-            **{k: fit[k] for k in ("features", "iterations", "seconds")}}
+    return _fit_into(model.lexical_tag_scores, model.ner_head.bias, getattr(model, "crf", None),
+                     labelled_runs(dataset), "words", "lexical CRF", c1, c2, max_iterations, quiet)
 
 
 def labelled_pages(dataset) -> list[tuple[list[dict], list[str]]]:
     """Each page's runs of consecutive lines with a section label, as crfsuite items of their hashed
     line features (``line_ids``) and section tag ids as strings; identical runs kept once."""
-    seen, out = set(), []
-    for i in range(len(dataset)):
-        f = dataset[i]
-        if "line_ids" not in f:
-            raise ValueError("the model has line tag scores but the pages have no line features")
-        y = np.asarray(f["section_labels"])
-        lab = y != IGNORE
-        if not lab.any():
-            continue
-        ids = np.asarray(f["line_ids"])
-        cut = np.flatnonzero(~lab | np.r_[True, ~lab[:-1]])
-        bounds = list(cut) + [len(y)]
-        for a, b in zip(bounds[:-1], bounds[1:]):
-            if not lab[a]:
-                continue
-            key = (ids[a:b].tobytes(), y[a:b].tobytes())
-            if key not in seen:
-                seen.add(key)
-                out.append((_items(ids[a:b]), [str(int(t)) for t in y[a:b]]))
-    return out
+    return _crf_runs(dataset, "line_ids", "section_labels", None, "line")
 
 
 def fit_line_crf(model, dataset, c1: float = 0.1, c2: float = 0.1, max_iterations: int = 150,
@@ -198,16 +185,8 @@ def fit_line_crf(model, dataset, c1: float = 0.1, c2: float = 0.1, max_iteration
     """Fit ``model.line_tag_scores`` (``model.line_tags``) as the state weights of a linear-chain CRF
     over each page's section-labelled lines, its bias as the section head's bias and its transitions
     into ``model.section_chain`` when the model has one (``model.section_crf``). Then freeze them."""
-    table = model.line_tag_scores
-    runs = labelled_pages(dataset)
-    if not runs:
-        table.weight.requires_grad_(False)
-        return {"lines": 0, "runs": 0}
-    fit = crfsuite_fit(runs, *table.weight.shape, c1=c1, c2=c2, max_iterations=max_iterations,
-                       desc="line CRF", quiet=quiet)
-    _write_fit(table, model.section_head.bias, getattr(model, "section_chain", None), fit)
-    return {"lines": sum(len(y) for _, y in runs), "runs": len(runs),
-            **{k: fit[k] for k in ("features", "iterations", "seconds")}}
+    return _fit_into(model.line_tag_scores, model.section_head.bias, getattr(model, "section_chain", None),
+                     labelled_pages(dataset), "lines", "line CRF", c1, c2, max_iterations, quiet)
 
 
 def fit_lexical_tags(model, dataset, epochs: int = 4, lr: float = 0.01, penalty: float = 1e-3,
