@@ -27,6 +27,30 @@ LINE_POOLINGS = ("mean", "mean+first+length")
 CLUSTERS_FILE = "word_clusters.json"
 
 
+def load_word_clusters(name_or_path, sizes: list[int]) -> dict[str, list[int]]:
+    """The word -> cluster map saved beside a model's weights (a folder or a hub name), checked against
+    the config's cluster sizes; a missing or broken file is an error naming it."""
+    import json
+
+    from transformers.utils import cached_file
+
+    path = cached_file(str(name_or_path), CLUSTERS_FILE, _raise_exceptions_for_missing_entries=False)
+    if path is None:
+        raise OSError(f"{name_or_path}: the model reads word clusters (config.lexical_clusters) but has no "
+                      f"{CLUSTERS_FILE}")
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        words = data["words"]
+        if list(data.get("sizes") or []) != list(sizes):
+            raise ValueError(f"cluster sizes {data.get('sizes')} differ from the config's {list(sizes)}")
+        if not isinstance(words, dict) or any(len(v) != len(sizes) for v in words.values()):
+            raise ValueError(f"'words' must map each word to {len(sizes)} cluster ids")
+    except (ValueError, KeyError, TypeError, AttributeError) as err:
+        raise ValueError(f"{path}: not a word-cluster file: {err}") from None
+    return words
+
+
 class JointConfig(PreTrainedConfig):
     """Holds the encoder's config, both label maps (NER tags in ``id2label``, section tags in
     ``section_labels``) and the windowing the model was trained with."""
@@ -145,7 +169,8 @@ class JointModel(PreTrainedModel):
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         super().save_pretrained(save_directory, *args, **kwargs)
-        if self.word_clusters and kwargs.get("is_main_process", True):
+        is_main = kwargs.get("is_main_process", args[0] if args else True)
+        if self.word_clusters and is_main:
             import json
             from pathlib import Path
 
@@ -159,20 +184,7 @@ class JointModel(PreTrainedModel):
     def from_pretrained(cls, pretrained_model_name_or_path, *args, **kwargs):
         model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         if getattr(model.config, "lexical_clusters", None):
-            import json
-
-            from transformers.utils import cached_file
-
-            path = cached_file(pretrained_model_name_or_path, CLUSTERS_FILE,
-                               _raise_exceptions_for_missing_entries=False)
-            if path is None:
-                raise OSError(f"{pretrained_model_name_or_path}: the model reads word clusters "
-                              f"(config.lexical_clusters) but has no {CLUSTERS_FILE}")
-            data = json.loads(open(path, encoding="utf-8").read())
-            if list(data.get("sizes") or []) != list(model.config.lexical_clusters):
-                raise ValueError(f"{path}: cluster sizes {data.get('sizes')} differ from the config's "
-                                 f"{model.config.lexical_clusters}")
-            model.word_clusters = data["words"]
+            model.word_clusters = load_word_clusters(pretrained_model_name_or_path, model.config.lexical_clusters)
         return model
 
     def _init_weights(self, module):

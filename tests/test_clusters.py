@@ -124,3 +124,20 @@ def test_training_config_builds_clusters_from_the_vectors(tmp_path):
     model = make_model(cfg, tok, ["LOC", "ORG", "PERS"])
     assert isinstance(model, JointModel) and set(model.word_clusters) == set(PLACES + PEOPLE + VERBS)
     assert len({model.word_clusters[w][0] for w in PLACES}) == 1
+
+
+@pytest.mark.parametrize("content, reason", [
+    ("{not json", "not a word-cluster file"),
+    ('{"sizes": [2, 8], "words": {}}', "cluster sizes"),
+    ('{"sizes": [2, 4], "words": {"a": [1]}}', "2 cluster ids"),
+    ('{"sizes": [2, 4]}', "not a word-cluster file"),
+])
+def test_a_broken_cluster_file_is_an_error_naming_it(content, reason, tmp_path):
+    pages = synthetic_pages(3, seed=10)
+    model, tok = _cluster_model(pages, tmp_path)
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    (tmp_path / "m" / CLUSTERS_FILE).write_text(content, encoding="utf-8")
+    with pytest.raises(ValueError, match=CLUSTERS_FILE) as err:
+        Tagger.from_pretrained(tmp_path / "m", device="cpu")
+    assert reason in str(err.value)

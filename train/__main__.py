@@ -305,6 +305,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         tokenizer = make_tokenizer(cfg, args, train_pages, checkpoint)
         model = make_model(cfg, tokenizer, types)
+        if checkpoint is not None and model.config.lexical_clusters:  # the map the checkpoint was trained with
+            from model.modeling import load_word_clusters
+
+            model.word_clusters = load_word_clusters(checkpoint, model.config.lexical_clusters)
         if cfg.training.fast_dropout:
             enable_fast_dropout(model)
         # Training windows: fixed cuts without overlap by default (each subword is computed once, and
