@@ -1,7 +1,8 @@
 """An optional linear-chain CRF over each page's word tags (``model.use_crf``).
 
-Training: the negative log-likelihood of every run of consecutive labelled words of a page (words
-outside ``entity_regions`` carry no label, so they cut the page into independent runs). All runs of
+Training: the negative log-likelihood of every run of consecutive labelled words of a line (words
+outside ``entity_regions`` carry no label, so they cut a line into independent runs; an entity never
+crosses a line, so the chain restarts at each line, as Viterbi does at inference). All runs of
 a batch are padded into one grid and the forward algorithm steps along it once.
 Decoding: Viterbi over a page's words, on the NER head's log-probabilities plus the transitions.
 """
@@ -20,7 +21,8 @@ class LinearChainCRF(nn.Module):
         self.end = nn.Parameter(torch.zeros(num_tags))
 
     def nll(self, emissions: torch.Tensor, labels: torch.Tensor, word_page: torch.Tensor) -> torch.Tensor:
-        """Mean negative log-likelihood per labelled word (0 when no word is labelled)."""
+        """Mean negative log-likelihood per labelled word (0 when no word is labelled); a change of
+        ``word_page`` (the joint model passes each word's line) starts a new chain."""
         labelled = labels != -100
         if not bool(labelled.any()):
             return emissions.sum() * 0.0

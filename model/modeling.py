@@ -294,7 +294,8 @@ class JointModel(PreTrainedModel):
         loss = ner_loss = sec_loss = None
         if ner_labels is not None or section_labels is not None:
             if self.crf is not None and ner_labels is not None:
-                ner_loss = self.crf.nll(ner, ner_labels, line_page[word_line])
+                # a chain per line, as the lexical CRF fit and the Tagger's Viterbi (entities never cross lines)
+                ner_loss = self.crf.nll(ner, ner_labels, word_line)
             else:
                 ner_loss = _masked_ce(ner, ner_labels)
             if self.section_chain is not None and section_labels is not None:

@@ -136,3 +136,30 @@ def test_section_crf_trains_and_the_tagger_decodes_each_page_by_viterbi(tmp_path
         assert res["sections"] == [s.to_dict() for s in SECTION_TAGS.decode(page.lines, path)]
         types, begin = SECTION_TAGS.type_of(path), SECTION_TAGS.is_begin(path)
         assert begin[0] and all(begin[1:] | (types[1:] == types[:-1]))  # the forbidden moves never happen
+
+
+def test_joint_model_ner_loss_is_a_chain_per_line():
+    """The CRF likelihood in training restarts at each line, like the lexical CRF fit and the Tagger's
+    Viterbi: the page's loss equals the labelled-word-weighted mean of each line scored on its own."""
+    pages, tok, ts, cfg, model = _small_model(3, use_crf=True)
+    with torch.no_grad():
+        for p in model.crf.parameters():
+            p.normal_()
+    pe = PageEncoder.from_config(tok, cfg)
+    batch = pe.collate([pe.encode(p, ts) for p in pages])
+    model.eval()
+    with torch.no_grad():
+        out = model(**batch)
+        labels, lines = batch["ner_labels"], batch["word_line"]
+        total, n = 0.0, 0
+        for line in lines.unique().tolist():
+            sel = lines == line
+            k = int((labels[sel] != -100).sum())
+            if k:
+                one = torch.zeros(int(sel.sum()), dtype=torch.long)
+                total += float(model.crf.nll(out.ner_logits[sel], labels[sel], one)) * k
+                n += k
+        assert len(lines.unique()) > len(pages) and n > 0
+        assert abs(float(out.ner_loss) - total / n) < 1e-4
+        chained = float(model.crf.nll(out.ner_logits, labels, batch["line_page"][lines]))
+        assert abs(chained - total / n) > 1e-3  # what the page-long chain gave: not the same loss
