@@ -80,7 +80,7 @@ def conll_article(doc: ConllDocument, rng: random.Random, title: str | None = No
         title = first[:cut]
         title_ents = [e for e in doc.entities[0] if e.end <= cut]
     return Article(id=doc.id, title=title, paragraphs=paras, para_entities=ents, title_entities=title_ents,
-                   annotate="body")
+                   annotate="body", meta={"material": doc.material()})
 
 
 def _news_split(url: str) -> str:

@@ -244,7 +244,7 @@ class PageEncoder:
         """A training/evaluation batch of whole pages: all their windows, and the indices that map
         words to window positions and lines to pages."""
         windows, word_index, word_line, line_page, line_pos = [], [], [], [], []
-        ner, sec, lex, line_ids = [], [], [], []
+        ner, sec, lex, line_ids, prior = [], [], [], [], []
         line_offset = 0
         plans = [self.plan(f) for f in feats]
         width = max(int((p.ends - p.starts).max()) + 2 for p in plans)
@@ -261,6 +261,8 @@ class PageEncoder:
                 lex.append(f["lex_ids"])
             if "line_ids" in f:
                 line_ids.append(f["line_ids"])
+            if "lex_prior" in f:  # training pages with out-of-fold lexical scores (train.lexical)
+                prior.append(f["lex_prior"])
             if "ner_labels" in f:
                 ner.append(f["ner_labels"])
                 sec.append(f["section_labels"])
@@ -281,6 +283,10 @@ class PageEncoder:
             batch["lex_ids"] = torch.from_numpy(np.concatenate(lex))
         if line_ids:
             batch["line_ids"] = torch.from_numpy(np.concatenate(line_ids))
+        if prior:
+            if len(prior) != len(feats):
+                raise ValueError("lex_prior: some pages of the batch have out-of-fold scores and some do not")
+            batch["lex_prior"] = torch.from_numpy(np.concatenate(prior))
         if ner:
             batch["ner_labels"] = torch.from_numpy(np.concatenate(ner))
             batch["section_labels"] = torch.from_numpy(np.concatenate(sec))
@@ -346,7 +352,7 @@ def split_batch(batch: dict[str, torch.Tensor], n: int) -> list[dict[str, torch.
             "line_page": new_page[line_page[lines]],
             "line_pos": batch["line_pos"][lines],
         }
-        for key in ("lex_ids", "ner_labels"):
+        for key in ("lex_ids", "lex_prior", "ner_labels"):
             if key in batch:
                 part[key] = batch[key][words]
         for key in ("section_labels", "line_ids"):

@@ -105,6 +105,14 @@ class ConllDocument:
     id: str
     sentences: list[str]  # each sentence's text (tokens joined by one space)
     entities: list[list[Span]]  # per sentence, offsets within that sentence's text
+    first_sentence: int = 0  # index of the first sentence in its file
+
+    def material(self, block: int = 8) -> str:
+        """Which stretch of its file the document comes from: the file stem and the block of ``block``
+        sentences that holds its first sentence. Pages made from the same sentences (a document, one
+        sentence of it, a builder body of it) share this key, whatever ``sentences_per_doc`` made them;
+        ``train.lexical.page_folds`` splits the training material on it."""
+        return f"{self.id.rsplit('-', 1)[0]}#{self.first_sentence // block}"
 
     def to_page(self, meta: dict | None = None) -> Page:
         """An NER-only page: one sentence per line, entities set, no sections."""
@@ -171,7 +179,7 @@ def read_conll_documents(path: str | Path, sentences_per_doc: int = 8,
     docs = []
     for k, i in enumerate(range(0, len(sents), sentences_per_doc)):
         chunk = sents[i:i + sentences_per_doc]
-        docs.append(ConllDocument(f"{stem}-{k}", [s for s, _ in chunk], [e for _, e in chunk]))
+        docs.append(ConllDocument(f"{stem}-{k}", [s for s, _ in chunk], [e for _, e in chunk], first_sentence=i))
     return docs
 
 

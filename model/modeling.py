@@ -232,10 +232,15 @@ class JointModel(PreTrainedModel):
             return words
         return words + self.lexical_proj(self.lexical(lex_ids)).to(words.dtype)
 
-    def ner_logits(self, words: torch.Tensor, lex_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """NER tag scores of word states (plus the lexical tag scores, when the model has them)."""
+    def ner_logits(self, words: torch.Tensor, lex_ids: torch.Tensor | None = None,
+                   lex_prior: torch.Tensor | None = None) -> torch.Tensor:
+        """NER tag scores of word states (plus the lexical tag scores, when the model has them).
+        ``lex_prior``: per-word tag scores given by the training data in place of the model's own table
+        (out-of-fold scores, ``training.lexical_tags_folds``); inference never passes it."""
         logits = self.ner_head(self.dropout(words))
-        if lex_ids is not None and hasattr(self, "lexical_tag_scores"):
+        if lex_prior is not None:
+            logits = logits + lex_prior.to(logits.dtype)
+        elif lex_ids is not None and hasattr(self, "lexical_tag_scores"):
             logits = logits + self.lexical_tag_scores(lex_ids).to(logits.dtype)
         return logits
 
@@ -285,9 +290,10 @@ class JointModel(PreTrainedModel):
         return logits
 
     def forward(self, input_ids, attention_mask, word_index, word_line, line_page, line_pos,
-                lex_ids=None, line_ids=None, ner_labels=None, section_labels=None, **kwargs) -> JointOutput:
+                lex_ids=None, line_ids=None, ner_labels=None, section_labels=None, lex_prior=None,
+                **kwargs) -> JointOutput:
         words = self.add_lexical(self.word_states(input_ids, attention_mask, word_index), lex_ids)
-        ner = self.ner_logits(words, lex_ids)
+        ner = self.ner_logits(words, lex_ids, lex_prior)
         sums, counts = self.line_sums(words, word_line, len(line_page))
         firsts = self.line_firsts(words, word_line, len(line_page))
         sec = self.section_logits(self.pool_lines(sums, counts, firsts), line_page, line_pos, line_ids)

@@ -169,3 +169,61 @@ def test_only_the_hashed_table_gets_the_lexical_learning_rate(setup, tmp_path):
     assert lr_of[id(model.lexical_proj.weight)] == pytest.approx(1e-3)
     assert lr_of[id(model.ner_head.weight)] == pytest.approx(1e-3)
     assert id(model.lexical_tag_scores.weight) not in lr_of  # fixed
+
+
+# ------------------------------------------------------------------------------------------------
+# Out-of-fold scores (training.lexical_tags_folds): each training word scored by a fit that never saw it
+
+def test_fold_fits_leave_their_fold_out_and_training_words_get_those_scores(setup):
+    pytest.importorskip("pycrfsuite", reason="training.lexical_tags_fit: crf needs sklearn-crfsuite")
+    import numpy as np
+
+    from data.schema import Page
+    from train.lexical import fit_lexical_crf, page_folds, set_fold_priors
+
+    model, _, enc, tags, _ = setup
+    pages = synthetic_pages(12, seed=31)
+    data = PageDataset(pages, enc, tags)  # its own copy: the priors are written into the features
+    folds = page_folds(pages, 2)
+    assert set(folds.tolist()) == {0, 1} and (page_folds(pages, 2) == folds).all()
+    twins = [Page(id=f"p{i}", text="x", meta={"material": "ANER#3"}) for i in range(5)]
+    assert len(set(page_folds(twins, 3).tolist())) == 1  # the same material, the same fold
+
+    cfg = type(model.config).from_dict({**model.config.to_dict(), "use_crf": True})
+    crf_model = JointModel(cfg)
+    crf_model.load_state_dict(model.state_dict(), strict=False)
+    fit = fit_lexical_crf(crf_model, data, max_iterations=40, quiet=True, folds=folds)
+    w = fit["fold_weight"]
+    assert fit["folds"] == 2 and w.shape == (2, *crf_model.lexical_tag_scores.weight.shape)
+    assert torch.allclose(crf_model.lexical_tag_scores.weight, w.mean(0))  # what dev and inference use
+
+    def buckets(fold):
+        out = set()
+        for i in np.flatnonzero(folds == fold):
+            f = data[int(i)]
+            out |= set(np.asarray(f["lex_ids"])[f["ner_labels"] != IGNORE].ravel().tolist())
+        return out - {0}
+
+    only0 = sorted(buckets(0) - buckets(1))
+    assert len(only0) > 50
+    assert not w[0, only0].any()  # the fit that left fold 0 out knows nothing of its own features...
+    assert w[1, only0].any()      # ...which the other fit learnt from
+
+    set_fold_priors(data, folds, w)
+    for i in (0, 5):
+        f = data[i]
+        want = w[int(folds[i])][torch.from_numpy(np.asarray(f["lex_ids"]).astype(np.int64))].sum(1)
+        assert torch.allclose(torch.from_numpy(f["lex_prior"]), want, atol=1e-5)
+    # the batch carries the priors, the model adds them in place of its table, and half-batches keep them
+    from data.features import split_batch
+
+    batch = enc.collate([data[i] for i in range(4)])
+    crf_model.eval()
+    with torch.no_grad():
+        words = torch.randn(len(batch["word_line"]), crf_model.ner_head.in_features)
+        plain = crf_model.ner_logits(words)
+        assert torch.allclose(crf_model.ner_logits(words, batch["lex_ids"], batch["lex_prior"]) - plain,
+                              batch["lex_prior"], atol=1e-5)
+        assert not torch.allclose(crf_model.ner_logits(words, batch["lex_ids"]) - plain, batch["lex_prior"])
+    parts = split_batch(batch, 2)
+    assert len(parts) == 2 and torch.equal(torch.cat([p["lex_prior"] for p in parts]), batch["lex_prior"])

@@ -173,3 +173,20 @@ def test_example_pages_read():
     pages = read_pages(ROOT / "examples")
     assert len(pages) >= 2 and all(len(p.lines) > 5 for p in pages)
     assert all(re.search("[\u0621-\u064a]", p.text) for p in pages)
+
+
+def test_conll_material_is_shared_by_every_cut_of_the_same_sentences(tmp_path):
+    """Out-of-fold lexical fits split the training material on ConllDocument.material: a document of 8
+    sentences, each of its sentences alone and a builder body made of it carry the same key."""
+    import random
+
+    from data.build import conll_article
+
+    path = tmp_path / "x.txt"
+    path.write_text("".join(f"كلمة{i} O\nمحمد B-PERS\n\n" for i in range(20)), encoding="utf-8")
+    by8, by1 = read_conll_documents(path, 8), read_conll_documents(path, 1)
+    assert [d.first_sentence for d in by8] == [0, 8, 16] and len(by1) == 20
+    for k, one in enumerate(by1):
+        assert one.material() == by8[k // 8].material()
+    assert len({d.material() for d in by8}) == 3
+    assert conll_article(by8[1], random.Random(0)).meta["material"] == by8[1].material()

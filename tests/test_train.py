@@ -202,6 +202,9 @@ def test_entity_regions_mask_ner_loss_outside(tiny):
       "training.lexical_tags_c1=-1"), "training.lexical_tags_c1"),
     (("model.lexical_buckets=512", "model.lexical_tags=true", "training.lexical_tags_fit=crf",
       "training.lexical_tags_iterations=0"), "training.lexical_tags_iterations"),
+    ("training.lexical_tags_folds=0", "training.lexical_tags_folds"),
+    (("model.lexical_buckets=512", "model.lexical_tags=true", "training.lexical_tags_folds=2"),
+     "training.lexical_tags_folds"),  # out-of-fold scores come from the CRF fit only
 ])
 def test_config_errors_exit_2_naming_the_key(override, names, data_files, tmp_path, capsys):
     cfg = tiny_config(tmp_path, *data_files)
@@ -231,6 +234,39 @@ def test_resume_from_last_checkpoint(data_files, tmp_path, capsys):
     state = json.loads((out / f"checkpoint-{first}" / "trainer_state.json").read_text())
     assert log[:len(state["log_history"])] == state["log_history"]  # the first run's history, kept
     assert json.loads((out / "metrics.json").read_text())["train"]["global_step"] == 2 * first
+
+
+FOLDS = ["model.lexical_buckets=512", "model.lexical_tags=true", "model.use_crf=true", "training.lexical_tags_fit=crf",
+         "training.lexical_tags_folds=2", "training.lexical_tags_iterations=20", "training.logging_steps=1"]
+
+
+def test_out_of_fold_scores_train_save_and_resume(data_files, tmp_path, capsys):
+    pytest.importorskip("pycrfsuite", reason="training.lexical_tags_fit: crf needs sklearn-crfsuite")
+    cfg = tiny_config(tmp_path, *data_files)
+    out = tmp_path / "model"
+    assert main([str(cfg), *TINY_OVERRIDES, *FOLDS, "training.num_train_epochs=1"]) == 0
+    err = capsys.readouterr().err
+    assert "2 out-of-fold fits" in err and (out / "lexical_folds.pt").is_file()
+    log = json.loads((out / "log_history.json").read_text())
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    # the saved model scores with the mean of the fold fits, which the folds file holds
+    from train.lexical import load_folds
+
+    model = AutoModel.from_pretrained(out)
+    folds = load_folds(out / "lexical_folds.pt", 2, tuple(model.lexical_tag_scores.weight.shape))
+    assert torch.allclose(model.lexical_tag_scores.weight, folds.mean(0))
+    # resume reads the folds file; a broken one is a clear error, not a traceback
+    saved = (out / "lexical_folds.pt").read_bytes()
+    (out / "lexical_folds.pt").write_bytes(b"not a tensor file")
+    assert main([str(cfg), *TINY_OVERRIDES, *FOLDS, "training.num_train_epochs=2"]) == 2
+    err = capsys.readouterr().err
+    assert "lexical_folds.pt" in err and "Traceback" not in err
+    (out / "lexical_folds.pt").write_bytes(saved)
+    assert main([str(cfg), *TINY_OVERRIDES, *FOLDS, "training.num_train_epochs=2"]) == 0
+    err = capsys.readouterr().err
+    assert "resuming from" in err and "lexical CRF" not in err  # the fits are not redone
+    assert json.loads((out / "metrics.json").read_text())["train"]["global_step"] == 8
 
 
 def test_joint_model_from_a_saved_encoder_folder(data_files, tmp_path):

@@ -74,6 +74,11 @@ def parse(argv: list[str]) -> RunConfig:
                 raise ConfigError(f"training.{key}: {getattr(t, key)} must be 0 or more")
         if t.lexical_tags_iterations < 1:
             raise ConfigError(f"training.lexical_tags_iterations: {t.lexical_tags_iterations} must be at least 1")
+    if t.lexical_tags_folds < 1:
+        raise ConfigError(f"training.lexical_tags_folds: {t.lexical_tags_folds} must be at least 1")
+    if t.lexical_tags_folds > 1 and not (cfg.model.lexical_tags and t.lexical_tags_fit == "crf"):
+        raise ConfigError("training.lexical_tags_folds: out-of-fold scores are made by the CRF fit; set "
+                          "model.lexical_tags: true and training.lexical_tags_fit: crf")
         try:
             import pycrfsuite  # noqa: F401
         except ImportError:
@@ -319,20 +324,38 @@ def main(argv: list[str] | None = None) -> int:
                                           stride=model.config.stride if stride is None else stride)
         train_set = PageDataset(train_pages, encoder, entity_tagset(types))
         if hasattr(model, "lexical_tag_scores"):
+            from train.lexical import load_folds, page_folds, save_folds, set_fold_priors
+
+            t = cfg.training
+            folds = page_folds(train_pages, t.lexical_tags_folds) if t.lexical_tags_folds > 1 else None
+            fold_file = out / "lexical_folds.pt"
             if checkpoint is None:  # on resume the checkpoint holds the fitted scores
                 from train.lexical import fit_lexical_crf, fit_lexical_tags
 
-                t = cfg.training
                 if t.lexical_tags_fit == "crf":
                     fit = fit_lexical_crf(model, train_set, c1=t.lexical_tags_c1, c2=t.lexical_tags_c2,
-                                          max_iterations=t.lexical_tags_iterations)
+                                          max_iterations=t.lexical_tags_iterations, folds=folds)
+                    each = f" ({fit['folds']} out-of-fold fits)" if "folds" in fit else ""
                     print(f"lexical tag scores: a CRF fitted on {fit['words']} labelled words in {fit['runs']} "
-                          f"runs, {fit.get('features', 0)} non-zero weights, {fit.get('seconds', 0)} s", file=sys.stderr)
+                          f"runs{each}, {fit.get('features', 0)} non-zero weights, {fit.get('seconds', 0)} s",
+                          file=sys.stderr)
+                    if folds is not None:
+                        fold_weight = fit["fold_weight"]
+                        if args.process_index == 0:
+                            save_folds(fold_file, t.lexical_tags_folds, fold_weight)
                 else:
                     fit = fit_lexical_tags(model, train_set, epochs=t.lexical_tags_epochs,
                                            penalty=t.lexical_tags_penalty, seed=t.seed)
                     print(f"lexical tag scores: fitted on {fit['words']} labelled words, loss per epoch "
                           f"{fit['losses']}", file=sys.stderr)
+            elif folds is not None:  # the same out-of-fold scores as before the interruption
+                try:
+                    fold_weight = load_folds(fold_file, t.lexical_tags_folds,
+                                             tuple(model.lexical_tag_scores.weight.shape))
+                except (OSError, ValueError) as err:
+                    raise ConfigError(f"resuming {checkpoint}: {err}") from None
+            if folds is not None:
+                set_fold_priors(train_set, folds, fold_weight)
             model.lexical_tag_scores.weight.requires_grad_(False)
         if hasattr(model, "line_tag_scores"):
             if checkpoint is None:

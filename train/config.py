@@ -137,6 +137,10 @@ class TrainingConfig:
     lexical_tags_c1: float = field(default=0.1, metadata={"help": "L1 weight of the CRF fits (lexical and line)"})
     lexical_tags_c2: float = field(default=0.1, metadata={"help": "L2 weight of the CRF fits (lexical and line)"})
     lexical_tags_iterations: int = field(default=150, metadata={"help": "L-BFGS iterations of the CRF fits"})
+    lexical_tags_folds: int = field(default=1, metadata={
+        "help": "with lexical_tags_fit crf: K >= 2 fits, each without 1/K of the training material (split by the "
+                "CoNLL sentences a page was made from); training words get the scores of the fit that never saw "
+                "them, dev and inference the mean of the K fits. 1: one fit on everything"})
     lexical_tags_epochs: int = field(default=4, metadata={
         "help": "epochs of the linear fit of model.lexical_tags over the training pages' labelled words"})
     lexical_tags_penalty: float = field(default=1e-3, metadata={

@@ -59,7 +59,7 @@ def source_pages(src: SourceConfig, name: str) -> list[Page]:
                 raise DataError(f"{name}: {err}") from None
     elif src.kind == "conll":
         docs, _ = _material(src)
-        pages = [d.to_page({"source": "conll"}) for d in docs]
+        pages = [d.to_page({"source": "conll", "material": d.material()}) for d in docs]
     else:
         docs, news = _material(src)
         if src.max_news is not None:
