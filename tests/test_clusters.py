@@ -141,3 +141,26 @@ def test_a_broken_cluster_file_is_an_error_naming_it(content, reason, tmp_path):
     with pytest.raises(ValueError, match=CLUSTERS_FILE) as err:
         Tagger.from_pretrained(tmp_path / "m", device="cpu")
     assert reason in str(err.value)
+
+
+def test_resume_with_a_broken_cluster_file_is_an_error_naming_it(tmp_path, capsys):
+    gensim = pytest.importorskip("gensim", reason="word vectors need gensim (the baselines extra)")
+    from synthetic import tiny_config, write_pages
+    from train.__main__ import main
+
+    kv = gensim.models.KeyedVectors(vector_size=32)
+    src = _vectors([PLACES, PEOPLE, VERBS], dim=32)
+    kv.add_vectors(src.index_to_key, src.vectors)
+    kv.save(str(tmp_path / "vectors.kv"))
+    cfg = tiny_config(tmp_path, write_pages(tmp_path / "train.jsonl", synthetic_pages(8, seed=5)),
+                      write_pages(tmp_path / "dev.jsonl", synthetic_pages(2, seed=6)))
+    opts = [str(cfg), *TINY_OVERRIDES, "model.lexical_buckets=1024", "model.lexical_dim=32",
+            f"model.lexical_vectors={tmp_path / 'vectors.kv'}", "model.lexical_clusters=[3]"]
+    assert main([*opts, "training.num_train_epochs=1"]) == 0
+    ckpts = sorted((tmp_path / "model").glob("checkpoint-*"))
+    assert ckpts and (ckpts[-1] / CLUSTERS_FILE).is_file()
+    (ckpts[-1] / CLUSTERS_FILE).write_text("{not json", encoding="utf-8")
+    capsys.readouterr()
+    assert main([*opts, "training.num_train_epochs=2"]) == 2
+    err = capsys.readouterr().err
+    assert CLUSTERS_FILE in err and "resuming" in err and "Traceback" not in err

@@ -313,7 +313,10 @@ def main(argv: list[str] | None = None) -> int:
         if checkpoint is not None and model.config.lexical_clusters:  # the map the checkpoint was trained with
             from model.modeling import load_word_clusters
 
-            model.word_clusters = load_word_clusters(checkpoint, model.config.lexical_clusters)
+            try:
+                model.word_clusters = load_word_clusters(checkpoint, model.config.lexical_clusters)
+            except (OSError, ValueError) as err:
+                raise ConfigError(f"resuming {checkpoint}: {err}") from None
         if cfg.training.fast_dropout:
             enable_fast_dropout(model)
         # Training windows: fixed cuts without overlap by default (each subword is computed once, and
