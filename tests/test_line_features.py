@@ -109,9 +109,11 @@ def test_saved_model_tags_like_its_forward_pass_and_splits_keep_line_ids(setup, 
             out = loaded(**part)
         assert out.section_logits.shape[0] == part["line_ids"].shape[0] and len(pages_in) >= 1
 
-    # the Tagger pools lines across windows and batches and reads the same line ids
+    # the Tagger pools lines across windows and batches and reads the same line ids: the forward pass on
+    # the Tagger's own windows (line cuts, the model's stride) decodes to its sections at every budget
+    own = PageEncoder.for_model(AutoTokenizer.from_pretrained(tmp_path), loaded)
     with torch.no_grad():
-        one = loaded(**enc.collate([feats[0]]))
+        one = loaded(**own.collate([own.encode(page, tags)]))
     want = [s.to_dict() for s in SECTION_TAGS.decode(page.lines, one.section_logits.argmax(-1).numpy())]
     for budget in (loaded.config.window_length, 1 << 16):
         rec = list(Tagger(loaded, AutoTokenizer.from_pretrained(tmp_path), device="cpu",
@@ -121,7 +123,7 @@ def test_saved_model_tags_like_its_forward_pass_and_splits_keep_line_ids(setup, 
     torch.manual_seed(1)
     with torch.no_grad():
         loaded.line_features.weight.normal_()
-        moved = loaded(**enc.collate([feats[0]]))
+        moved = loaded(**own.collate([own.encode(page, tags)]))
     assert not torch.allclose(moved.section_logits, one.section_logits)
 
 
