@@ -214,6 +214,24 @@ def test_config_errors_exit_2_naming_the_key(override, names, data_files, tmp_pa
     assert not (tmp_path / "model").exists()  # failed at start: nothing written
 
 
+def test_crf_options_without_sklearn_crfsuite_exit_2_naming_it(data_files, tmp_path, capsys, monkeypatch):
+    monkeypatch.setitem(sys.modules, "pycrfsuite", None)  # import pycrfsuite now raises ImportError
+    cfg = tiny_config(tmp_path, *data_files)
+    assert main([str(cfg), "model.lexical_buckets=512", "model.lexical_tags=true",
+                 "training.lexical_tags_fit=crf"]) == 2
+    err = capsys.readouterr().err
+    assert "training.lexical_tags_fit: crf needs sklearn-crfsuite" in err and "Traceback" not in err
+
+
+def test_more_folds_than_pages_is_a_config_error(tmp_path, capsys):
+    pytest.importorskip("pycrfsuite", reason="training.lexical_tags_fit: crf needs sklearn-crfsuite")
+    cfg = tiny_config(tmp_path, write_pages(tmp_path / "train.jsonl", synthetic_pages(2, seed=5)),
+                      write_pages(tmp_path / "dev.jsonl", synthetic_pages(2, seed=6)))
+    assert main([str(cfg), *TINY_OVERRIDES, *FOLDS, "training.lexical_tags_folds=7"]) == 2
+    err = capsys.readouterr().err
+    assert "training.lexical_tags_folds" in err and "every fold needs pages" in err and "Traceback" not in err
+
+
 def test_cli_exit_status_2_without_traceback(tmp_path):
     proc = subprocess.run([sys.executable, "-m", "train", str(tmp_path / "missing.yaml")], cwd=Path(__file__).resolve().parents[1],
                           capture_output=True, text=True, timeout=120)

@@ -74,16 +74,16 @@ def parse(argv: list[str]) -> RunConfig:
                 raise ConfigError(f"training.{key}: {getattr(t, key)} must be 0 or more")
         if t.lexical_tags_iterations < 1:
             raise ConfigError(f"training.lexical_tags_iterations: {t.lexical_tags_iterations} must be at least 1")
-    if t.lexical_tags_folds < 1:
-        raise ConfigError(f"training.lexical_tags_folds: {t.lexical_tags_folds} must be at least 1")
-    if t.lexical_tags_folds > 1 and not (cfg.model.lexical_tags and t.lexical_tags_fit == "crf"):
-        raise ConfigError("training.lexical_tags_folds: out-of-fold scores are made by the CRF fit; set "
-                          "model.lexical_tags: true and training.lexical_tags_fit: crf")
         try:
             import pycrfsuite  # noqa: F401
         except ImportError:
             key = "training.lexical_tags_fit: crf" if t.lexical_tags_fit == "crf" else "model.line_tags"
             raise ConfigError(f"{key} needs sklearn-crfsuite (pip install 'arabic-page-tagger[baselines]')") from None
+    if t.lexical_tags_folds < 1:
+        raise ConfigError(f"training.lexical_tags_folds: {t.lexical_tags_folds} must be at least 1")
+    if t.lexical_tags_folds > 1 and not (cfg.model.lexical_tags and t.lexical_tags_fit == "crf"):
+        raise ConfigError("training.lexical_tags_folds: out-of-fold scores are made by the CRF fit; set "
+                          "model.lexical_tags: true and training.lexical_tags_fit: crf")
     if cfg.training.streams not in (None, 1, 2):
         raise ConfigError(f"training.streams: {cfg.training.streams} must be 1, 2 or null (auto)")
     known = {f.name for f in dataclasses.fields(TrainingArguments)}
@@ -336,8 +336,12 @@ def main(argv: list[str] | None = None) -> int:
                 from train.lexical import fit_lexical_crf, fit_lexical_tags
 
                 if t.lexical_tags_fit == "crf":
-                    fit = fit_lexical_crf(model, train_set, c1=t.lexical_tags_c1, c2=t.lexical_tags_c2,
-                                          max_iterations=t.lexical_tags_iterations, folds=folds)
+                    try:
+                        fit = fit_lexical_crf(model, train_set, c1=t.lexical_tags_c1, c2=t.lexical_tags_c2,
+                                              max_iterations=t.lexical_tags_iterations, folds=folds)
+                    except ValueError as err:
+                        raise ConfigError(f"training.lexical_tags_folds: {err}" if folds is not None
+                                          else f"training.lexical_tags_fit: {err}") from None
                     each = f" ({fit['folds']} out-of-fold fits)" if "folds" in fit else ""
                     print(f"lexical tag scores: a CRF fitted on {fit['words']} labelled words in {fit['runs']} "
                           f"runs{each}, {fit.get('features', 0)} non-zero weights, {fit.get('seconds', 0)} s",

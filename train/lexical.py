@@ -186,10 +186,13 @@ def fit_lexical_crf(model, dataset, c1: float = 0.1, c2: float = 0.1, max_iterat
     Without folds, training words get the scores of a fit on themselves, which already tags them almost
     perfectly (training loss 0.017 per word at step 0 on ANERcorp), and the encoder learns little."""
     table, bias, chain = model.lexical_tag_scores, model.ner_head.bias, getattr(model, "crf", None)
-    if folds is None or len(np.unique(folds)) < 2:
+    if folds is None:
         return _fit_into(table, bias, chain, labelled_runs(dataset), "words", "lexical CRF", c1, c2,
                          max_iterations, quiet)
     ks = np.unique(folds)
+    if len(ks) < 2 or not np.array_equal(ks, np.arange(len(ks))):
+        raise ValueError(f"the {len(folds)} training pages fill folds {ks.tolist()}: every fold needs pages "
+                         "(use fewer folds or more pages)")
     fits, words, runs = [], 0, 0
     for k in ks.tolist():
         part = labelled_runs(dataset, folds != k)
