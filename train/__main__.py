@@ -159,7 +159,9 @@ def make_tokenizer(cfg: RunConfig, args: TrainingArguments, pages, checkpoint: s
     return tok
 
 
-def make_model(cfg: RunConfig, tokenizer, types: list[str]) -> JointModel:
+def make_model(cfg: RunConfig, tokenizer, types: list[str], checkpoint: str | None = None) -> JointModel:
+    """A new joint model for ``cfg``; ``checkpoint``: the run being resumed, whose word-cluster map is
+    read instead of clustering the vectors again."""
     m = cfg.model
     tags = entity_tagset(types).tags
     head = dict(section_loss_weight=m.section_loss_weight, line_hidden_size=m.line_hidden_size,
@@ -178,7 +180,7 @@ def make_model(cfg: RunConfig, tokenizer, types: list[str]) -> JointModel:
         if m.lexical_clusters:
             head["lexical_clusters"] = list(m.lexical_clusters)
     if m.encoder:
-        model = init_lexical(JointModel.from_encoder(m.encoder, tags, **head), m.lexical_vectors)
+        model = init_lexical(JointModel.from_encoder(m.encoder, tags, **head), m.lexical_vectors, checkpoint)
         limit = model.config.encoder_config.max_position_embeddings
         if m.window_length > limit:
             raise ConfigError(f"model.window_length: {m.window_length} is over the encoder's {limit} positions")
@@ -192,11 +194,13 @@ def make_model(cfg: RunConfig, tokenizer, types: list[str]) -> JointModel:
                      max_position_embeddings=m.window_length, pad_token_id=tokenizer.pad_token_id)
     config = JointConfig(encoder=enc, id2label=dict(enumerate(tags)), label2id={t: i for i, t in enumerate(tags)},
                          **head)
-    return init_lexical(JointModel(config), m.lexical_vectors)
+    return init_lexical(JointModel(config), m.lexical_vectors, checkpoint)
 
 
-def init_lexical(model: JointModel, vectors: str | None) -> JointModel:
-    """Start the hashed lexical table from static word vectors (``python -m train.embeddings``)."""
+def init_lexical(model: JointModel, vectors: str | None, checkpoint: str | None = None) -> JointModel:
+    """Start the hashed lexical table from static word vectors (``python -m train.embeddings``), and
+    cluster their words (``config.lexical_clusters``), or, when resuming ``checkpoint``, read the map
+    that the checkpoint was trained with (a missing or broken file is a ConfigError naming it)."""
     if vectors and model.config.lexical_buckets:
         from gensim.models import KeyedVectors
 
@@ -208,7 +212,14 @@ def init_lexical(model: JointModel, vectors: str | None) -> JointModel:
         n = init_lexical_table(arr, kv, radius=model.config.lexical_window)
         table.copy_(torch.from_numpy(arr))
         print(f"lexical table: {n} rows initialised from {vectors}", file=sys.stderr)
-        if model.config.lexical_clusters:
+        if model.config.lexical_clusters and checkpoint is not None:
+            from model.modeling import load_word_clusters
+
+            try:
+                model.word_clusters = load_word_clusters(checkpoint, model.config.lexical_clusters)
+            except (OSError, ValueError) as err:
+                raise ConfigError(f"resuming {checkpoint}: {err}") from None
+        elif model.config.lexical_clusters:
             from train.embeddings import word_clusters
 
             t0 = time.time()
@@ -309,14 +320,7 @@ def main(argv: list[str] | None = None) -> int:
     types = cfg.model.entity_types or entity_types(train_pages)
     try:
         tokenizer = make_tokenizer(cfg, args, train_pages, checkpoint)
-        model = make_model(cfg, tokenizer, types)
-        if checkpoint is not None and model.config.lexical_clusters:  # the map the checkpoint was trained with
-            from model.modeling import load_word_clusters
-
-            try:
-                model.word_clusters = load_word_clusters(checkpoint, model.config.lexical_clusters)
-            except (OSError, ValueError) as err:
-                raise ConfigError(f"resuming {checkpoint}: {err}") from None
+        model = make_model(cfg, tokenizer, types, checkpoint)
         if cfg.training.fast_dropout:
             enable_fast_dropout(model)
         # Training windows: fixed cuts without overlap by default (each subword is computed once, and

@@ -163,17 +163,23 @@ def _fit_into(table, bias, chain, runs, unit: str, desc: str, c1: float, c2: flo
         return {unit: 0, "runs": 0}
     fit = crfsuite_fit(runs, *table.weight.shape, c1=c1, c2=c2, max_iterations=max_iterations, desc=desc,
                        quiet=quiet)
+    _copy_fit(table, bias, chain, fit["weight"], fit["bias"], fit["transitions"])
+    return {unit: sum(len(y) for _, y in runs), "runs": len(runs),
+            **{k: fit[k] for k in ("features", "iterations", "seconds")}}
+
+
+def _copy_fit(table, bias, chain, weight, tag_bias, transitions) -> None:
+    """A CRF's weights into a score table (padding row 0 left at zero), a head's bias and a CRF's
+    transitions (start and end at zero: crfsuite has none); the table is then frozen."""
     with torch.no_grad():
-        table.weight.copy_(fit["weight"].to(table.weight))
+        table.weight.copy_(weight.to(table.weight))
         table.weight[0].zero_()
-        bias.copy_(fit["bias"].to(bias))
+        bias.copy_(tag_bias.to(bias))
         if chain is not None:
-            chain.transitions.copy_(fit["transitions"].to(chain.transitions))
+            chain.transitions.copy_(transitions.to(chain.transitions))
             chain.start.zero_()
             chain.end.zero_()
     table.weight.requires_grad_(False)
-    return {unit: sum(len(y) for _, y in runs), "runs": len(runs),
-            **{k: fit[k] for k in ("features", "iterations", "seconds")}}
 
 
 def fit_lexical_crf(model, dataset, c1: float = 0.1, c2: float = 0.1, max_iterations: int = 150,
@@ -208,14 +214,8 @@ def fit_lexical_crf(model, dataset, c1: float = 0.1, c2: float = 0.1, max_iterat
         words += sum(len(y) for _, y in part)
     fold_weight = torch.stack([f["weight"] for f in fits])
     fold_weight[:, 0].zero_()  # the padding bucket scores nothing
-    with torch.no_grad():
-        table.weight.copy_(fold_weight.mean(0).to(table.weight))
-        bias.copy_(torch.stack([f["bias"] for f in fits]).mean(0).to(bias))
-        if chain is not None:
-            chain.transitions.copy_(torch.stack([f["transitions"] for f in fits]).mean(0).to(chain.transitions))
-            chain.start.zero_()
-            chain.end.zero_()
-    table.weight.requires_grad_(False)
+    mean = lambda key: torch.stack([f[key] for f in fits]).mean(0)  # noqa: E731
+    _copy_fit(table, bias, chain, fold_weight.mean(0), mean("bias"), mean("transitions"))
     return {"words": words, "runs": runs, "folds": len(ks), "fold_weight": fold_weight,
             "features": sum(f["features"] for f in fits), "seconds": round(sum(f["seconds"] for f in fits), 1)}
 
