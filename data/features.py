@@ -119,7 +119,7 @@ class PageEncoder:
     def __init__(self, tokenizer, max_length: int = 512, stride: int = 128,
                  max_subwords_per_word: int = 32, cache_size: int = 500_000, lexical_buckets: int = 0,
                  lexical_window: int = 0, windows: str = "lines", line_buckets: int = 0,
-                 word_clusters: dict[str, list[int]] | None = None):
+                 word_clusters: dict[str, list[int]] | None = None, line_topic: bool = False):
         self.tokenizer = tokenizer
         self.body = max_length - 2
         if self.body < 8:
@@ -135,6 +135,7 @@ class PageEncoder:
         self.lexical_buckets = lexical_buckets
         self.lexical_window = lexical_window
         self.line_buckets = line_buckets
+        self.line_topic = bool(line_topic)  # + topic keys per line (line_topic_feature_keys)
         # word -> cluster ids (JointModel.word_clusters): one more lexical key per granularity
         self.word_clusters = word_clusters or None
         self.n_cluster_keys = len(next(iter(word_clusters.values()))) if word_clusters else 0
@@ -162,7 +163,8 @@ class PageEncoder:
         return cls(tokenizer, max_length=config.window_length,
                    lexical_buckets=getattr(config, "lexical_buckets", 0),
                    lexical_window=getattr(config, "lexical_window", 0),
-                   line_buckets=getattr(config, "line_buckets", 0), **kwargs)
+                   line_buckets=getattr(config, "line_buckets", 0),
+                   line_topic=getattr(config, "line_topic", False), **kwargs)
 
     @classmethod
     def for_model(cls, tokenizer, model, **kwargs) -> "PageEncoder":
@@ -225,7 +227,7 @@ class PageEncoder:
             hashes = self.lexical_hashes([text[s:e] for s, e in spans.tolist()])
             feat["lex_ids"] = lexical_window(hashes, page.word_line, self.lexical_buckets, self.lexical_window)
         if self.line_buckets:
-            feat["line_ids"] = line_feature_ids(text, page.lines, self.line_buckets)
+            feat["line_ids"] = line_feature_ids(text, page.lines, self.line_buckets, self.line_topic)
         if ner_tags is not None:
             feat["ner_labels"] = ner_labels(page, ner_tags)
             feat["section_labels"] = section_labels(page)
@@ -506,11 +508,112 @@ def line_feature_keys(text: str, spans: list) -> list[list[str]]:
 
 LINE_FEATURES = len(_LINE_NEIGHBOUR_KEYS) * 4 + 2 + 22  # keys per line, at most (padded with 0)
 
+# -- topic keys: does a line speak of what the rest of the page speaks of? --------------------------
+# A teaser paragraph or a related item is another article: its words come back in few other lines of
+# the page, and not in the body's. Whatever the wording of the furniture around it.
 
-def line_feature_ids(text: str, spans: np.ndarray, buckets: int) -> np.ndarray:
-    """Bucket ids of :func:`line_feature_keys`, ``(n_lines, LINE_FEATURES)`` int32, 0 = padding."""
+_STOPWORDS = frozenset(normalize(w) for w in """
+في من على إلى الى عن أن ان إن أو او ثم كما لكن هذا هذه ذلك تلك التي الذي الذين التى الذى هو هي هم هن نحن
+كان كانت يكون تكون كانوا قد لقد لم لن لا ما ماذا متى أين كيف بعد قبل بين حتى منذ عند عندما خلال حيث أيضا
+ايضا كل بعض غير مع قال قالت وقال وقالت اليوم أكثر اكثر أقل فيها فيه منها منه عليها عليه لها له لهم به بها
+هناك هنا إلا الا أنه انه أنها انها وكان وكانت وفي ومن وعلى وأن وهو وهي ولا""".split())
+_TOPIC_DF_CAP = 64  # words in more lines than this link no two lines (bounds the cost of huge pages)
+_TOPIC_KEYS = ("far", "rec", "score", "best", "crank", "cshare")
+TOPIC_FEATURES = 3 * len(_TOPIC_KEYS)  # a line's own topic keys and those of the lines before and after it
+_FRACTION_BINS = (0, .1, .2, .35, .5, .7)
+
+
+def _content_words(t: str) -> set[str]:
+    """Stems (clitics off) of a line's words of 3 letters or more, function words left out."""
+    out = set()
+    for w in t.split():
+        n = normalize(w)
+        if not n or n in _STOPWORDS:
+            continue
+        s = _stem(n)
+        if len(s) >= 3 and s not in _STOPWORDS and any(ch.isalpha() for ch in s):
+            out.add(s)
+    return out
+
+
+def line_topic_keys(text: str, spans: list) -> list[dict[str, str]]:
+    """Topic keys of each line, from the content words that it shares with the page's other lines:
+    ``far`` the share of its words found 2 lines away or more; ``rec`` the share found in 3 lines or
+    more; ``score`` their mean log line count; ``best`` its best cosine with one other line; and the
+    group of lines that it belongs to (lines joined when they share 2 words, or 1 if either has 3 words
+    or fewer): ``crank`` that group's rank by words (0: the largest, the main article as a rule) and
+    ``cshare`` its share of the page's words. A line without content words gets ``e`` keys.
+    Linear in the page's words: only words in at most ``_TOPIC_DF_CAP`` lines are compared."""
+    C = [_content_words(text[s:e]) for s, e in spans]
+    n = len(C)
+    where: dict[str, list[int]] = {}
+    for i, c in enumerate(C):
+        for w in c:
+            where.setdefault(w, []).append(i)  # line numbers, ascending
+    parent = list(range(n))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    best = [0.0] * n
+    for i, c in enumerate(C):
+        shared: Counter = Counter()
+        for w in c:
+            lines = where[w]
+            if len(lines) <= _TOPIC_DF_CAP:
+                shared.update(lines)
+        shared.pop(i, None)
+        for j, k in shared.items():
+            best[i] = max(best[i], k / np.sqrt(len(c) * len(C[j])))
+            if j > i and (k >= 2 or min(len(c), len(C[j])) <= 3):
+                parent[find(i)] = find(j)
+    mass: Counter = Counter()
+    for i, c in enumerate(C):
+        mass[find(i)] += len(c)
+    total = max(1, sum(mass.values()))
+    rank = {r: k for k, (r, _) in enumerate(sorted(mass.items(), key=lambda x: (-x[1], x[0])))}
+    out = []
+    for i, c in enumerate(C):
+        if not c:
+            out.append(dict.fromkeys(_TOPIC_KEYS, "e"))
+            continue
+        dfs = [len(where[w]) for w in c]
+        far = sum(1 for w in c if where[w][0] <= i - 2 or where[w][-1] >= i + 2)
+        r = find(i)
+        out.append({"far": str(_bin(far / len(c), _FRACTION_BINS)),
+                    "rec": str(_bin(sum(d >= 3 for d in dfs) / len(c), _FRACTION_BINS)),
+                    "score": str(_bin(sum(np.log(dfs)) / len(c), (0, .2, .4, .7, 1.0, 1.5))),
+                    "best": str(_bin(best[i], _FRACTION_BINS)),
+                    "crank": str(min(rank[r], 2)),
+                    "cshare": str(_bin(mass[r] / total, (.05, .15, .3, .5, .7, .9)))})
+    return out
+
+
+def line_topic_feature_keys(text: str, spans: list) -> list[list[str]]:
+    """:func:`line_topic_keys` of each line and of the lines just before and after it, as strings."""
+    own = line_topic_keys(text, spans)
+    out = []
+    for i, keys in enumerate(own):
+        row = [f"t{k}={v}" for k, v in keys.items()]
+        for d in (-1, 1):
+            j = i + d
+            if 0 <= j < len(own):
+                row += [f"{d}t{k}={v}" for k, v in own[j].items()]
+        out.append(row)
+    return out
+
+
+def line_feature_ids(text: str, spans: np.ndarray, buckets: int, topic: bool = False) -> np.ndarray:
+    """Bucket ids of :func:`line_feature_keys` (and with ``topic`` of :func:`line_topic_feature_keys`),
+    ``(n_lines, LINE_FEATURES [+ TOPIC_FEATURES])`` int32, 0 = padding."""
     keys = line_feature_keys(text, spans.tolist())
-    out = np.zeros((len(keys), LINE_FEATURES), dtype=np.int32)
+    if topic:
+        for row, extra in zip(keys, line_topic_feature_keys(text, spans.tolist())):
+            row += extra
+    out = np.zeros((len(keys), LINE_FEATURES + (TOPIC_FEATURES if topic else 0)), dtype=np.int32)
     for i, row in enumerate(keys):
         h = np.fromiter((zlib.crc32(k.encode("utf-8", "surrogatepass")) for k in row), dtype=np.int64, count=len(row))
         out[i, :len(row)] = 1 + h % (buckets - 1)

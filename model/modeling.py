@@ -64,7 +64,7 @@ class JointConfig(PreTrainedConfig):
                  lexical_dim: int = 64, lexical_window: int = 0, use_crf: bool = False,
                  line_pooling: str = "mean", lexical_tags: bool = False, line_buckets: int = 0,
                  line_feature_dim: int = 32, section_crf: bool = False, line_tags: bool = False,
-                 lexical_clusters: list[int] | None = None, **kwargs):
+                 lexical_clusters: list[int] | None = None, line_topic: bool = False, **kwargs):
         if line_pooling not in LINE_POOLINGS:
             raise ValueError(f"line_pooling {line_pooling!r}: use one of {', '.join(LINE_POOLINGS)}")
         if isinstance(encoder, PreTrainedConfig):
@@ -92,6 +92,9 @@ class JointConfig(PreTrainedConfig):
         # A linear section-tag score per line feature, added to the section logits: a line CRF's state
         # weights, fitted before training (train.lexical.fit_line_crf) and then kept fixed.
         self.line_tags = bool(line_tags)
+        # Topic keys among the line features (data.features.line_topic_keys): what the line shares with
+        # the rest of the page.
+        self.line_topic = bool(line_topic)
         # Word clusters of static word vectors at these granularities, as extra lexical keys
         # (data.features.PageEncoder); the word -> cluster map is saved beside the weights (CLUSTERS_FILE).
         self.lexical_clusters = list(lexical_clusters) if lexical_clusters else None

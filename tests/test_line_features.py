@@ -182,3 +182,84 @@ def test_line_crf_fit_scores_save_and_reach_the_tagger(tmp_path):
     loaded = Tagger.from_pretrained(tmp_path, device="cpu", streams=1)
     assert torch.equal(loaded.model.line_tag_scores.weight, table.weight)
     assert list(loaded.tag(pages[:3])) == list(Tagger(model, tok, device="cpu", streams=1).tag(pages[:3]))
+
+
+# ------------------------------------------------------------------------------------------------
+# Topic keys (model.line_topic): what a line shares with the rest of the page, whatever its wording
+
+_BODY = ["أعلنت وزارة الصحة السعودية في الرياض حملة تطعيم واسعة ضد الإنفلونزا الموسمية تشمل المدارس.",
+         "وقال المتحدث باسم وزارة الصحة إن حملة التطعيم تبدأ الأسبوع المقبل في مدارس الرياض وجدة.",
+         "وأضاف أن الإنفلونزا الموسمية تنتشر في الشتاء وأن التطعيم مجاني في المراكز الصحية والمدارس.",
+         "وتهدف الحملة إلى تطعيم مليون طالب قبل نهاية الفصل الدراسي بحسب بيان وزارة الصحة."]
+_TEASER = ["اقرأ أيضا:", "منتخب الكرة يفوز على ضيفه الياباني بثلاثة أهداف نظيفة",
+           "فاز منتخب الكرة على ضيفه الياباني بثلاثة أهداف نظيفة في المباراة الودية على ملعب الجوهرة."]
+
+
+def _topic_page() -> tuple[str, list]:
+    title = "الصحة تطلق حملة تطعيم ضد الإنفلونزا الموسمية في المدارس"
+    lines = [title, *_BODY, *_TEASER, "مقالات مشابهة", "ارتفاع أسعار النفط في الأسواق الآسيوية",
+             "افتتاح معرض الكتاب الدولي بمشاركة مئات الناشرين"]
+    text = "\n".join(lines)
+    return text, Page(id="t", text=text).lines.tolist()
+
+
+def test_topic_keys_tell_the_main_article_from_teasers_and_related_items():
+    from data.features import line_topic_keys
+    text, spans = _topic_page()
+    keys = line_topic_keys(text, spans)
+    title, body, header, t_title, t_para = keys[0], keys[1:5], keys[5], keys[6], keys[7]
+    related = keys[9:]
+    for k in [title, *body]:  # the main article: the page's largest group of word-sharing lines
+        assert k["crank"] == "0" and int(k["cshare"]) >= 4, k
+        assert int(k["far"]) >= 2, k  # its words come back 2 lines away or more
+    # the teaser's title and paragraph share words with each other only: a group of their own, near
+    assert t_title["crank"] == t_para["crank"] != "0"
+    assert t_para["far"] == "0" and int(t_para["best"]) >= 3
+    for k in related:  # other articles' titles: nothing shared with the page
+        assert k["far"] == k["rec"] == k["best"] == "0" and k["crank"] != "0", k
+    assert header["far"] == "e" or header["best"] == "0"  # a header's words (function words) link nothing
+
+
+def test_topic_keys_ignore_words_spread_over_too_many_lines():
+    from data.features import _TOPIC_DF_CAP, line_topic_keys
+    # every line shares the word "الرياض" and one own word: that word is in more lines than the cap,
+    # so it joins nothing, and each line stays on its own
+    lines = [f"الرياض كلمة{chr(0x0628 + i % 20)}{i}" for i in range(_TOPIC_DF_CAP + 6)]
+    text = "\n".join(lines)
+    keys = line_topic_keys(text, Page(id="c", text=text).lines.tolist())
+    assert all(k["best"] == "0" for k in keys)
+    assert sum(k["crank"] == "0" for k in keys) == 1
+    assert all(k["rec"] != "0" for k in keys)  # but it is still counted as a recurring word
+
+
+def test_topic_ids_widen_the_line_ids_and_follow_the_config(setup, tmp_path):
+    from data.features import TOPIC_FEATURES
+    text, _ = _topic_page()
+    page = Page(id="t", text=text)
+    plain = line_feature_ids(page.text, page.lines, BUCKETS)
+    both = line_feature_ids(page.text, page.lines, BUCKETS, topic=True)
+    assert both.shape == (len(page.lines), LINE_FEATURES + TOPIC_FEATURES)
+    n = [len(k) for k in line_feature_keys(page.text, page.lines.tolist())]
+    for row, base, k in zip(both, plain, n):
+        assert np.array_equal(row[:k], base[:k]) and (row[k:k + 6] > 0).all()
+    # a model trained with topic keys saves the switch, and its encoder (the Tagger's) makes them
+    _, tok, _, _, _ = setup
+    cfg = load_config(RunConfig, None, ["output_dir=unused", *TINY_OVERRIDES, f"model.line_buckets={BUCKETS}",
+                                        "model.line_topic=true"])
+    model = make_model(cfg, tok, ["LOC", "ORG", "PERS"])
+    model.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path)
+    assert loaded.config.line_topic is True
+    enc = PageEncoder.for_model(tok, loaded)
+    assert enc.line_topic and enc.encode(page)["line_ids"].shape[1] == LINE_FEATURES + TOPIC_FEATURES
+    assert not PageEncoder.for_model(tok, setup[0]).line_topic
+
+
+def test_line_topic_needs_line_buckets(tmp_path):
+    from synthetic import tiny_config, write_pages
+    from train.__main__ import ConfigError, parse
+    pages = write_pages(tmp_path / "p.jsonl", synthetic_pages(2, seed=5))
+    cfg = str(tiny_config(tmp_path, pages, pages))
+    with pytest.raises(ConfigError, match="model.line_topic: .*set model.line_buckets"):
+        parse([cfg, "model.line_topic=true"])
+    assert parse([cfg, "model.line_topic=true", "model.line_buckets=64"]).model.line_topic is True

@@ -65,6 +65,8 @@ def parse(argv: list[str]) -> RunConfig:
             raise ConfigError(f"model.lexical_clusters: {cfg.model.lexical_clusters}: each size must be at least 2")
     if cfg.model.line_tags and not cfg.model.line_buckets:
         raise ConfigError("model.line_tags: the tag scores are per line feature; set model.line_buckets too")
+    if cfg.model.line_topic and not cfg.model.line_buckets:
+        raise ConfigError("model.line_topic: topic keys are line features; set model.line_buckets too")
     t = cfg.training
     if t.lexical_tags_fit == "crf" or cfg.model.line_tags:
         if t.lexical_tags_fit == "crf" and not cfg.model.lexical_tags:
@@ -172,6 +174,7 @@ def make_model(cfg: RunConfig, tokenizer, types: list[str], checkpoint: str | No
         head["line_buckets"] = m.line_buckets
         head["line_feature_dim"] = m.line_feature_dim
         head["line_tags"] = m.line_tags
+        head["line_topic"] = m.line_topic
     if m.lexical_buckets:
         head["lexical_buckets"] = m.lexical_buckets
         head["lexical_dim"] = m.lexical_dim

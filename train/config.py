@@ -107,6 +107,10 @@ class ModelConfig:
     line_buckets: int = field(default=0, metadata={
         "help": "hashed layout features of each line and its neighbours for the section layer (0: none)"})
     line_feature_dim: int = field(default=32, metadata={"help": "size of the line feature embedding"})
+    line_topic: bool = field(default=False, metadata={
+        "help": "also topic keys per line among the line features: how much of its content words the rest "
+                "of the page shares, and the rank of its group of word-sharing lines "
+                "(data.features.line_topic_keys); needs model.line_buckets"})
     line_tags: bool = field(default=False, metadata={
         "help": "also a linear section-tag score per line feature (a line CRF's state weights; its transitions "
                 "go to model.section_crf's chain), fitted before training with sklearn-crfsuite "
