@@ -263,3 +263,25 @@ def test_line_topic_needs_line_buckets(tmp_path):
     with pytest.raises(ConfigError, match="model.line_topic: .*set model.line_buckets"):
         parse([cfg, "model.line_topic=true"])
     assert parse([cfg, "model.line_topic=true", "model.line_buckets=64"]).model.line_topic is True
+
+
+def test_line_crf_probe_fits_and_scores_the_model_keys(tmp_path, capsys):
+    pytest.importorskip("pycrfsuite", reason="scripts/line_crf_probe.py needs sklearn-crfsuite")
+    import importlib.util
+    from pathlib import Path
+    from synthetic import write_pages
+    spec = importlib.util.spec_from_file_location(
+        "line_crf_probe", Path(__file__).resolve().parents[1] / "scripts" / "line_crf_probe.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    pages = synthetic_pages(24, seed=8)
+    train = write_pages(tmp_path / "train.jsonl", pages[:18])
+    dev = write_pages(tmp_path / "dev.jsonl", pages[18:])
+    assert probe.main(["--train", str(train), "--dev", str(dev), "--topic", "--iterations", "30"]) == 0
+    out = capsys.readouterr().out
+    assert "18 training pages" in out and "6 scored pages" in out
+    macro = float(out.split("section macro-F1 ")[1].split()[0])
+    assert macro > 50, out  # the synthetic pages' layout is learnable from the keys alone
+    # the topic keys are among the items it fits
+    assert any(k.startswith("tfar=") for k in probe.items(pages[0], topic=True)[0])
+    assert not any(k.startswith("tfar=") for k in probe.items(pages[0], topic=False)[0])

@@ -1,0 +1,77 @@
+"""A line CRF over the model's own line keys, fitted on training pages and scored on other pages:
+the fast probe (seconds, no encoder) behind the section choices of configs/cpu-full.yaml.
+
+The joint model's section scores start from such a CRF (``model.line_tags``, fitted by
+``train.lexical.fit_line_crf`` over the same keys, hashed), so what helps this probe on held-out
+templates is what the recipe can gain from the line keys and from the training pages' furniture.
+
+    python -m data.build --conll A/ANERCorp_CamelLab_train.txt --news S/SaudiNewsNet/dataset \\
+        --no-reserved-test --pages 3000 150 0 --dev-templates held_out --augment 0.5 --layouts 0.3 \\
+        --seed 7 --out runs/probe-pages
+    python scripts/line_crf_probe.py --train runs/probe-pages/train.jsonl \\
+        --dev runs/probe-pages/dev.jsonl --topic
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import numpy as np  # noqa: E402
+
+from data.features import line_feature_keys, line_topic_feature_keys, section_labels  # noqa: E402
+from data.labels import SECTION_TAGS  # noqa: E402
+from data.schema import load_pages  # noqa: E402
+from train.metrics import section_metrics  # noqa: E402
+
+
+def items(page, topic: bool) -> list[dict[str, float]]:
+    spans = page.lines.tolist()
+    keys = line_feature_keys(page.text, spans)
+    if topic:
+        keys = [a + b for a, b in zip(keys, line_topic_feature_keys(page.text, spans))]
+    return [{k: 1.0 for k in row} for row in keys]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--train", required=True, help="pages JSONL with gold sections to fit on")
+    ap.add_argument("--dev", required=True, help="pages JSONL with gold sections to score")
+    ap.add_argument("--topic", action="store_true", help="add the topic keys (model.line_topic)")
+    ap.add_argument("--c1", type=float, default=0.1)
+    ap.add_argument("--c2", type=float, default=0.1)
+    ap.add_argument("--iterations", type=int, default=150)
+    args = ap.parse_args(argv)
+    try:
+        import sklearn_crfsuite
+    except ImportError:
+        print("needs sklearn-crfsuite: pip install '.[baselines]'", file=sys.stderr)
+        return 2
+    train = [p for p in load_pages(args.train) if p.sections is not None and len(p.lines)]
+    dev = [p for p in load_pages(args.dev) if p.sections is not None and len(p.lines)]
+    if not train or not dev:
+        print("both --train and --dev need pages with gold sections", file=sys.stderr)
+        return 2
+    t0 = time.time()
+    crf = sklearn_crfsuite.CRF(algorithm="lbfgs", c1=args.c1, c2=args.c2, max_iterations=args.iterations)
+    crf.fit([items(p, args.topic) for p in train],
+            [[SECTION_TAGS.tags[i] for i in section_labels(p)] for p in train])
+    fit_s = time.time() - t0
+    index = {t: i for i, t in enumerate(SECTION_TAGS.tags)}
+    records = []
+    for page, tags in zip(dev, crf.predict([items(p, args.topic) for p in dev])):
+        ids = np.array([index[t] for t in tags])
+        records.append({"id": page.id, "sections": [s.to_dict() for s in SECTION_TAGS.decode(page.lines, ids)]})
+    m = section_metrics(dev, records)
+    print(f"{len(train)} training pages, fit {fit_s:.1f} s; {m['n_pages']} scored pages, {m['n_lines']} lines")
+    print("section macro-F1 {:.1f}  body F1 {:.1f}  segment F1 {:.1f}".format(
+        100 * m["macro_f1"], 100 * m["body_f1"], 100 * m["segment_f1"]))
+    print("  ".join(f"{lab} {100 * v['f1']:.1f}" for lab, v in m["labels"].items()))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
