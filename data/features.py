@@ -543,38 +543,37 @@ def line_topic_keys(text: str, spans: list) -> list[dict[str, str]]:
     group of lines that it belongs to (lines joined when they share 2 words, or 1 if either has 3 words
     or fewer): ``crank`` that group's rank by words (0: the largest, the main article as a rule) and
     ``cshare`` its share of the page's words. A line without content words gets ``e`` keys.
-    Linear in the page's words: only words in at most ``_TOPIC_DF_CAP`` lines are compared."""
+    Line pairs are compared through a sparse line x word product over the words found in 2 to
+    ``_TOPIC_DF_CAP`` lines, so a long page costs about its words times the cap."""
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components
+
     C = [_content_words(text[s:e]) for s, e in spans]
     n = len(C)
     where: dict[str, list[int]] = {}
     for i, c in enumerate(C):
         for w in c:
             where.setdefault(w, []).append(i)  # line numbers, ascending
-    parent = list(range(n))
-
-    def find(x: int) -> int:
-        while parent[x] != x:
-            parent[x] = parent[parent[x]]
-            x = parent[x]
-        return x
-
-    best = [0.0] * n
-    for i, c in enumerate(C):
-        shared: Counter = Counter()
-        for w in c:
-            lines = where[w]
-            if len(lines) <= _TOPIC_DF_CAP:
-                shared.update(lines)
-        shared.pop(i, None)
-        for j, k in shared.items():
-            best[i] = max(best[i], k / np.sqrt(len(c) * len(C[j])))
-            if j > i and (k >= 2 or min(len(c), len(C[j])) <= 3):
-                parent[find(i)] = find(j)
-    mass: Counter = Counter()
-    for i, c in enumerate(C):
-        mass[find(i)] += len(c)
-    total = max(1, sum(mass.values()))
-    rank = {r: k for k, (r, _) in enumerate(sorted(mass.items(), key=lambda x: (-x[1], x[0])))}
+    size = np.array([len(c) for c in C], dtype=np.float64)
+    linking = [lines for lines in where.values() if 2 <= len(lines) <= _TOPIC_DF_CAP]
+    rows = np.fromiter(chain.from_iterable(linking), dtype=np.int64)
+    cols = np.repeat(np.arange(len(linking)), [len(x) for x in linking])
+    m = csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, len(linking)))
+    shared = (m @ m.T).tocoo()  # shared linking words of every pair of lines
+    off = shared.row != shared.col
+    i, j, k = shared.row[off], shared.col[off], shared.data[off]
+    best = np.zeros(n)
+    if len(k):
+        np.maximum.at(best, i, k / np.sqrt(size[i] * size[j]))
+    link = (k >= 2) | (np.minimum(size[i], size[j]) <= 3)
+    _, group = connected_components(csr_matrix((np.ones(int(link.sum())), (i[link], j[link])), shape=(n, n)),
+                                    directed=False)
+    mass = np.bincount(group, weights=size, minlength=int(group.max()) + 1 if n else 0)
+    first = np.full(len(mass), n, dtype=np.int64)
+    np.minimum.at(first, group, np.arange(n))
+    rank = np.empty(len(mass), dtype=np.int64)
+    rank[np.lexsort((first, -mass))] = np.arange(len(mass))  # by words, ties to the earlier group
+    total = max(1.0, float(size.sum()))
     out = []
     for i, c in enumerate(C):
         if not c:
@@ -582,13 +581,13 @@ def line_topic_keys(text: str, spans: list) -> list[dict[str, str]]:
             continue
         dfs = [len(where[w]) for w in c]
         far = sum(1 for w in c if where[w][0] <= i - 2 or where[w][-1] >= i + 2)
-        r = find(i)
+        g = group[i]
         out.append({"far": str(_bin(far / len(c), _FRACTION_BINS)),
                     "rec": str(_bin(sum(d >= 3 for d in dfs) / len(c), _FRACTION_BINS)),
                     "score": str(_bin(sum(np.log(dfs)) / len(c), (0, .2, .4, .7, 1.0, 1.5))),
                     "best": str(_bin(best[i], _FRACTION_BINS)),
-                    "crank": str(min(rank[r], 2)),
-                    "cshare": str(_bin(mass[r] / total, (.05, .15, .3, .5, .7, .9)))})
+                    "crank": str(min(int(rank[g]), 2)),
+                    "cshare": str(_bin(mass[g] / total, (.05, .15, .3, .5, .7, .9)))})
     return out
 
 
