@@ -561,12 +561,12 @@ def line_topic_keys(text: str, spans: list) -> list[dict[str, str]]:
     m = csr_matrix((np.ones(len(rows)), (rows, cols)), shape=(n, len(linking)))
     shared = (m @ m.T).tocoo()  # shared linking words of every pair of lines
     off = shared.row != shared.col
-    i, j, k = shared.row[off], shared.col[off], shared.data[off]
+    a, b, k = shared.row[off], shared.col[off], shared.data[off]  # line pairs (both ways), shared words
     best = np.zeros(n)
     if len(k):
-        np.maximum.at(best, i, k / np.sqrt(size[i] * size[j]))
-    link = (k >= 2) | (np.minimum(size[i], size[j]) <= 3)
-    _, group = connected_components(csr_matrix((np.ones(int(link.sum())), (i[link], j[link])), shape=(n, n)),
+        np.maximum.at(best, a, k / np.sqrt(size[a] * size[b]))
+    link = (k >= 2) | (np.minimum(size[a], size[b]) <= 3)
+    _, group = connected_components(csr_matrix((np.ones(int(link.sum())), (a[link], b[link])), shape=(n, n)),
                                     directed=False)
     mass = np.bincount(group, weights=size, minlength=int(group.max()) + 1 if n else 0)
     first = np.full(len(mass), n, dtype=np.int64)

@@ -111,7 +111,7 @@ def test_parse_line_never_raises(raw):
 # The Tagger on hostile pages
 
 
-@pytest.fixture(scope="module", params=["plain", "lexical + line features + section CRF"])
+@pytest.fixture(scope="module", params=["plain", "lexical + line features and topic keys + line tags + section CRF"])
 def tagger(request, tiny_model_dir, tmp_path_factory):
     import torch
     from transformers import AutoModel, AutoTokenizer
@@ -124,13 +124,14 @@ def tagger(request, tiny_model_dir, tmp_path_factory):
         base = AutoModel.from_pretrained(tiny_model_dir)
         cfg = type(base.config).from_dict({**base.config.to_dict(), "line_buckets": 1024, "line_feature_dim": 8,
                                            "section_crf": True, "lexical_buckets": 4096, "lexical_window": 1,
-                                           "lexical_tags": True})
+                                           "lexical_tags": True, "line_topic": True, "line_tags": True})
         torch.manual_seed(0)
         model = JointModel(cfg)
         model.load_state_dict({k: v for k, v in base.state_dict().items() if not k.startswith("line_rnn")},
                               strict=False)
         with torch.no_grad():
             model.lexical_tag_scores.weight.normal_(std=0.5)  # as if fitted: the scores reach the output
+            model.line_tag_scores.weight.normal_(std=0.5)
         folder = tmp_path_factory.mktemp("line_features_model")
         model.save_pretrained(folder)
         AutoTokenizer.from_pretrained(tiny_model_dir).save_pretrained(folder)
@@ -140,6 +141,7 @@ def tagger(request, tiny_model_dir, tmp_path_factory):
     torch.set_num_threads(1)
     tagger = Tagger.from_pretrained(folder, device="cpu", batch_tokens=4096, block_size=8)
     assert (getattr(tagger.model, "section_chain", None) is not None) == (request.param != "plain")
+    assert tagger.encoder.line_topic == (request.param != "plain")  # hostile pages through the topic keys too
     yield tagger
     torch.set_num_threads(threads)
 
