@@ -50,8 +50,12 @@ def main(argv: list[str] | None = None) -> int:
     except ImportError:
         print("needs sklearn-crfsuite: pip install '.[baselines]'", file=sys.stderr)
         return 2
-    train = [p for p in load_pages(args.train) if p.sections is not None and len(p.lines)]
-    dev = [p for p in load_pages(args.dev) if p.sections is not None and len(p.lines)]
+    try:
+        train = [p for p in load_pages(args.train) if p.sections is not None and len(p.lines)]
+        dev = [p for p in load_pages(args.dev) if p.sections is not None and len(p.lines)]
+    except (OSError, ValueError) as err:  # a missing file, or the first bad line, named
+        print(f"error: {err}", file=sys.stderr)
+        return 2
     if not train or not dev:
         print("both --train and --dev need pages with gold sections", file=sys.stderr)
         return 2

@@ -285,3 +285,22 @@ def test_line_crf_probe_fits_and_scores_the_model_keys(tmp_path, capsys):
     # the topic keys are among the items it fits
     assert any(k.startswith("tfar=") for k in probe.items(pages[0], topic=True)[0])
     assert not any(k.startswith("tfar=") for k in probe.items(pages[0], topic=False)[0])
+
+
+def test_line_crf_probe_names_a_bad_input_line(tmp_path, capsys):
+    pytest.importorskip("pycrfsuite", reason="scripts/line_crf_probe.py needs sklearn-crfsuite")
+    import importlib.util
+    from pathlib import Path
+    from synthetic import write_pages
+    spec = importlib.util.spec_from_file_location(
+        "line_crf_probe", Path(__file__).resolve().parents[1] / "scripts" / "line_crf_probe.py")
+    probe = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(probe)
+    good = write_pages(tmp_path / "good.jsonl", synthetic_pages(3, seed=8))
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text(good.read_text(encoding="utf-8") + '{"id": "x"}\n', encoding="utf-8")
+    assert probe.main(["--train", str(bad), "--dev", str(good)]) == 2
+    err = capsys.readouterr().err
+    assert "line 4" in err and "text" in err and "bad.jsonl" in err, err
+    assert probe.main(["--train", str(tmp_path / "missing.jsonl"), "--dev", str(good)]) == 2
+    assert "missing.jsonl" in capsys.readouterr().err
