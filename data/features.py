@@ -119,7 +119,8 @@ class PageEncoder:
     def __init__(self, tokenizer, max_length: int = 512, stride: int = 128,
                  max_subwords_per_word: int = 32, cache_size: int = 500_000, lexical_buckets: int = 0,
                  lexical_window: int = 0, windows: str = "lines", line_buckets: int = 0,
-                 word_clusters: dict[str, list[int]] | None = None, line_topic: bool = False):
+                 word_clusters: dict[str, list[int]] | None = None, line_topic: bool = False,
+                 line_cluster_level: int | None = None):
         self.tokenizer = tokenizer
         self.body = max_length - 2
         if self.body < 8:
@@ -139,6 +140,10 @@ class PageEncoder:
         # word -> cluster ids (JointModel.word_clusters): one more lexical key per granularity
         self.word_clusters = word_clusters or None
         self.n_cluster_keys = len(next(iter(word_clusters.values()))) if word_clusters else 0
+        # + the word clusters (at this index of the granularities) of a short line's words as line keys
+        if line_cluster_level is not None and not (word_clusters and 0 <= line_cluster_level < self.n_cluster_keys):
+            raise ValueError(f"line_cluster_level {line_cluster_level!r} needs word clusters with that many levels")
+        self.line_cluster_level = line_cluster_level
         if windows not in WINDOW_PLANS:
             raise ValueError(f"windows {windows!r}: use one of {', '.join(WINDOW_PLANS)}")
         self.windows = windows
@@ -160,6 +165,11 @@ class PageEncoder:
                              f"has {len(sizes or [])} cluster sizes")
         kwargs.setdefault("windows", getattr(config, "windows", "lines"))
         kwargs.setdefault("stride", config.stride)
+        if getattr(config, "line_clusters", 0):
+            if config.line_clusters not in (sizes or []):
+                raise ValueError(f"config.line_clusters {config.line_clusters} is not one of config.lexical_clusters "
+                                 f"({sizes})")
+            kwargs.setdefault("line_cluster_level", list(sizes).index(config.line_clusters))
         return cls(tokenizer, max_length=config.window_length,
                    lexical_buckets=getattr(config, "lexical_buckets", 0),
                    lexical_window=getattr(config, "lexical_window", 0),
@@ -227,7 +237,9 @@ class PageEncoder:
             hashes = self.lexical_hashes([text[s:e] for s, e in spans.tolist()])
             feat["lex_ids"] = lexical_window(hashes, page.word_line, self.lexical_buckets, self.lexical_window)
         if self.line_buckets:
-            feat["line_ids"] = line_feature_ids(text, page.lines, self.line_buckets, self.line_topic)
+            feat["line_ids"] = line_feature_ids(
+                text, page.lines, self.line_buckets, self.line_topic,
+                (self.word_clusters, self.line_cluster_level) if self.line_cluster_level is not None else None)
         if ner_tags is not None:
             feat["ner_labels"] = ner_labels(page, ner_tags)
             feat["section_labels"] = section_labels(page)
@@ -605,14 +617,40 @@ def line_topic_feature_keys(text: str, spans: list) -> list[list[str]]:
     return out
 
 
-def line_feature_ids(text: str, spans: np.ndarray, buckets: int, topic: bool = False) -> np.ndarray:
-    """Bucket ids of :func:`line_feature_keys` (and with ``topic`` of :func:`line_topic_feature_keys`),
-    ``(n_lines, LINE_FEATURES [+ TOPIC_FEATURES])`` int32, 0 = padding."""
+CLUSTER_LINE_WORDS = 8  # lines of this many words or fewer get their words' clusters as keys
+
+
+def line_cluster_keys(text: str, spans: list, clusters: dict[str, list[int]], level: int) -> list[list[str]]:
+    """The word clusters (``clusters[word][level]``, k-means of the static word vectors) of the words
+    of each short line (at most :data:`CLUSTER_LINE_WORDS`), each cluster once, ``-`` for an unknown
+    word: furniture in words the training pages never had ("follow us on YouTube") shares clusters
+    with furniture they had ("follow us on Twitter")."""
+    out = []
+    for s, e in spans:
+        ws = [n for n in (normalize(w) for w in text[s:e].split()) if n]
+        row: list[str] = []
+        if len(ws) <= CLUSTER_LINE_WORDS:
+            for n in ws:
+                c = clusters.get(n)
+                row.append(f"kb={c[level] if c is not None else '-'}")
+        out.append(list(dict.fromkeys(row)))
+    return out
+
+
+def line_feature_ids(text: str, spans: np.ndarray, buckets: int, topic: bool = False,
+                     clusters: tuple[dict[str, list[int]], int] | None = None) -> np.ndarray:
+    """Bucket ids of :func:`line_feature_keys` (and with ``topic`` of :func:`line_topic_feature_keys`,
+    with ``clusters`` = (word -> cluster ids, level) of :func:`line_cluster_keys`),
+    ``(n_lines, LINE_FEATURES [+ TOPIC_FEATURES] [+ CLUSTER_LINE_WORDS])`` int32, 0 = padding."""
     keys = line_feature_keys(text, spans.tolist())
     if topic:
         for row, extra in zip(keys, line_topic_feature_keys(text, spans.tolist())):
             row += extra
-    out = np.zeros((len(keys), LINE_FEATURES + (TOPIC_FEATURES if topic else 0)), dtype=np.int32)
+    if clusters is not None:
+        for row, extra in zip(keys, line_cluster_keys(text, spans.tolist(), *clusters)):
+            row += extra
+    width = LINE_FEATURES + (TOPIC_FEATURES if topic else 0) + (CLUSTER_LINE_WORDS if clusters is not None else 0)
+    out = np.zeros((len(keys), width), dtype=np.int32)
     for i, row in enumerate(keys):
         h = np.fromiter((zlib.crc32(k.encode("utf-8", "surrogatepass")) for k in row), dtype=np.int64, count=len(row))
         out[i, :len(row)] = 1 + h % (buckets - 1)

@@ -8,7 +8,7 @@ lines' pooled states are accumulated per page, then the section layer runs over 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Iterator
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 import torch
@@ -17,6 +17,7 @@ from data.features import PageEncoder
 from data.labels import SECTION_TAGS, bio_runs, entity_tagset
 from data.schema import DEFAULT_MAX_CHARS, Page
 from infer.jobs import fixed_blocks
+from model.crf import LinearChainCRF, check_section_once
 
 OVERLAP_RULES = ("central", "longest")
 
@@ -56,7 +57,8 @@ class Tagger:
     def __init__(self, model, tokenizer, device=None, dtype=None, batch_tokens: int = 16384,
                  block_size: int = 256, max_chars: int = DEFAULT_MAX_CHARS, quantize: str | None = None,
                  compile: bool = False, windows: str | None = None, prefetch: bool | None = None,
-                 backend: str = "torch", streams: int | None = None, overlap: str = "central"):
+                 backend: str = "torch", streams: int | None = None, overlap: str = "central",
+                 section_once: Sequence[str] | None = None):
         self.device = resolve_device(device)
         # Where windows overlap, "central": each word's tag comes from the window where it has the most
         # context; "longest": the HF pipeline's rule (entities decoded in every window, and of two that
@@ -98,6 +100,15 @@ class Tagger:
         self.encoder = PageEncoder.for_model(tokenizer, model, **({"windows": windows} if windows else {}))
         self.ner_tags = entity_tagset(cfg.entity_types)
         self.entity_types = list(self.ner_tags.types)
+        # Section labels that a page has at most one section of (one title): constrained Viterbi over
+        # the lines; default: the model config's ``section_once``.
+        once = getattr(cfg, "section_once", None) if section_once is None else section_once
+        self.section_once = check_section_once(once)
+        self._once_masks = [np.array([t == f"B-{lab}" for t in SECTION_TAGS.tags]) for lab in self.section_once]
+        chain = getattr(self.model, "section_chain", None)
+        if self.section_once and chain is None:  # the constraint alone, on the section probabilities
+            chain = LinearChainCRF(len(SECTION_TAGS.tags))
+        self._section_chain = chain
         self.batch_tokens = max(int(batch_tokens), cfg.window_length)
         self.block_size = int(block_size)
         self.prefetch = self.device.type == "cuda" if prefetch is None else bool(prefetch)
@@ -337,8 +348,11 @@ class Tagger:
     def _decode(self, page: Page, feat: dict, ner_probs: np.ndarray, sec_probs: np.ndarray,
                 per_window: dict | None = None) -> dict:
         text = page.text
-        chain = getattr(self.model, "section_chain", None)
-        sec_ids = chain.viterbi(np.log(np.maximum(sec_probs, 1e-12))) if chain is not None else sec_probs.argmax(-1)
+        chain = self._section_chain
+        if chain is None:
+            sec_ids = sec_probs.argmax(-1)
+        else:
+            sec_ids = chain.viterbi_once(np.log(np.maximum(sec_probs, 1e-12)), self._once_masks)
         sections = SECTION_TAGS.decode(page.lines, sec_ids)
         spans = page.words
         if per_window is None:

@@ -13,6 +13,22 @@ import torch
 from torch import nn
 
 
+def check_section_once(labels) -> list[str]:
+    """The labels of ``section_once`` (a page has at most one section of each), checked: a list of
+    known section labels, ``body`` excepted (an inline read-also line splits a body)."""
+    from data.schema import SECTION_LABELS
+
+    if labels is None:
+        return []
+    if isinstance(labels, str) or not all(isinstance(x, str) for x in labels):
+        raise ValueError(f"section_once must be a list of section labels, not {labels!r}")
+    bad = [x for x in labels if x not in SECTION_LABELS or x == "body"]
+    if bad:
+        raise ValueError(f"section_once: {bad[0]!r} is not a section label that a page has one of; "
+                         f"use some of {', '.join(x for x in SECTION_LABELS if x != 'body')}")
+    return list(dict.fromkeys(labels))
+
+
 class LinearChainCRF(nn.Module):
     def __init__(self, num_tags: int):
         super().__init__()
@@ -83,4 +99,41 @@ class LinearChainCRF(nn.Module):
         for t in range(n - 1, 0, -1):
             b = back[t]
             out[t - 1] = (-1 - b[0]) if b[0] < 0 else b[out[t]]
+        return out
+
+    def viterbi_once(self, log_probs: np.ndarray, once: list[np.ndarray]) -> np.ndarray:
+        """Best tag sequence in which the tags of each mask in ``once`` occur at most once in all.
+
+        The section layer uses it for labels that a page has one of (one title line): Viterbi over the
+        tags times which of the masks are used up (``2 ** len(once)`` copies of the tags)."""
+        n, T = log_probs.shape
+        if not once or n == 0:
+            return self.viterbi(log_probs)
+        trans = self.transitions.detach().float().cpu().numpy()
+        start = self.start.detach().float().cpu().numpy()
+        end = self.end.detach().float().cpu().numpy()
+        S = 1 << len(once)
+        inc = np.zeros(T, dtype=np.int64)  # the bits that each tag uses up
+        for k, m in enumerate(once):
+            inc |= np.asarray(m, dtype=np.int64) << k
+        cols = np.arange(T)
+        score = np.full((S, T), -np.inf)
+        score[inc, cols] = start + log_probs[0]
+        back = np.zeros((n, S, T), dtype=np.int64)  # best previous state, as c * T + tag
+        c = np.arange(S)[:, None]
+        ok = (c & inc[None]) == 0  # [copy, tag]: a used-up mask's tags cannot come again
+        to, tags = (c | inc[None])[ok], np.broadcast_to(cols, (S, T))[ok]
+        for t in range(1, n):
+            cand = score[:, :, None] + trans[None]  # [copy, previous tag, tag]
+            best = cand.argmax(1)  # [copy, tag]
+            new = np.full((S, T), -np.inf)
+            new[to, tags] = np.take_along_axis(cand, best[:, None, :], 1)[:, 0][ok] + log_probs[t, tags]
+            back[t, to, tags] = (c * T + best)[ok]
+            score = new
+        flat = int(np.argmax((score + end).ravel()))
+        out = np.empty(n, dtype=np.int64)
+        for t in range(n - 1, -1, -1):
+            out[t] = flat % T
+            if t:
+                flat = int(back[t, flat // T, flat % T])
         return out

@@ -16,7 +16,7 @@ from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import ModelOutput
 
 from data.labels import SECTION_TAGS
-from model.crf import LinearChainCRF
+from model.crf import LinearChainCRF, check_section_once
 
 
 # How a line's words become the section layer's input: "mean" of the word states (the config's default,
@@ -64,7 +64,8 @@ class JointConfig(PreTrainedConfig):
                  lexical_dim: int = 64, lexical_window: int = 0, use_crf: bool = False,
                  line_pooling: str = "mean", lexical_tags: bool = False, line_buckets: int = 0,
                  line_feature_dim: int = 32, section_crf: bool = False, line_tags: bool = False,
-                 lexical_clusters: list[int] | None = None, line_topic: bool = False, **kwargs):
+                 lexical_clusters: list[int] | None = None, line_topic: bool = False,
+                 section_once: list[str] | None = None, line_clusters: int = 0, **kwargs):
         if line_pooling not in LINE_POOLINGS:
             raise ValueError(f"line_pooling {line_pooling!r}: use one of {', '.join(LINE_POOLINGS)}")
         if isinstance(encoder, PreTrainedConfig):
@@ -95,11 +96,17 @@ class JointConfig(PreTrainedConfig):
         # Topic keys among the line features (data.features.line_topic_keys): what the line shares with
         # the rest of the page.
         self.line_topic = bool(line_topic)
+        # The clusters (this size, one of lexical_clusters) of a short line's words among its line features
+        # (data.features.line_cluster_keys).
+        self.line_clusters = int(line_clusters or 0)
         # Word clusters of static word vectors at these granularities, as extra lexical keys
         # (data.features.PageEncoder); the word -> cluster map is saved beside the weights (CLUSTERS_FILE).
         self.lexical_clusters = list(lexical_clusters) if lexical_clusters else None
         # A linear-chain CRF over each page's B-/I- section tags (Viterbi over the lines at inference).
         self.section_crf = bool(section_crf)
+        # Section labels that a page has at most one section of (e.g. [title]): the Tagger's Viterbi over
+        # the lines keeps to it (LinearChainCRF.viterbi_once).
+        self.section_once = check_section_once(section_once) or None
         super().__init__(**kwargs)
 
     @property

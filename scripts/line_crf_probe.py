@@ -22,17 +22,19 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from data.features import line_feature_keys, line_topic_feature_keys, section_labels  # noqa: E402
+from data.features import line_cluster_keys, line_feature_keys, line_topic_feature_keys, section_labels  # noqa: E402
 from data.labels import SECTION_TAGS  # noqa: E402
 from data.schema import load_pages  # noqa: E402
 from train.metrics import section_metrics  # noqa: E402
 
 
-def items(page, topic: bool) -> list[dict[str, float]]:
+def items(page, topic: bool, clusters: tuple | None = None) -> list[dict[str, float]]:
     spans = page.lines.tolist()
     keys = line_feature_keys(page.text, spans)
     if topic:
         keys = [a + b for a, b in zip(keys, line_topic_feature_keys(page.text, spans))]
+    if clusters is not None:
+        keys = [a + b for a, b in zip(keys, line_cluster_keys(page.text, spans, *clusters))]
     return [{k: 1.0 for k in row} for row in keys]
 
 
@@ -41,6 +43,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train", required=True, help="pages JSONL with gold sections to fit on")
     ap.add_argument("--dev", required=True, help="pages JSONL with gold sections to score")
     ap.add_argument("--topic", action="store_true", help="add the topic keys (model.line_topic)")
+    ap.add_argument("--clusters", help="a model's word_clusters.json, for the line cluster keys (model.line_clusters)")
+    ap.add_argument("--line-clusters", type=int, default=256, help="which cluster size of --clusters (default 256)")
     ap.add_argument("--c1", type=float, default=0.1)
     ap.add_argument("--c2", type=float, default=0.1)
     ap.add_argument("--iterations", type=int, default=150)
@@ -56,17 +60,28 @@ def main(argv: list[str] | None = None) -> int:
     except (OSError, ValueError) as err:  # a missing file, or the first bad line, named
         print(f"error: {err}", file=sys.stderr)
         return 2
+    clusters = None
+    if args.clusters:
+        import json
+        try:
+            found = json.loads(Path(args.clusters).read_text(encoding="utf-8"))
+            level = found["sizes"].index(args.line_clusters)
+            clusters = (found["words"], level)
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            print(f"error: --clusters {args.clusters}: no word clusters of size {args.line_clusters} there "
+                  f"({type(err).__name__}: {err})", file=sys.stderr)
+            return 2
     if not train or not dev:
         print("both --train and --dev need pages with gold sections", file=sys.stderr)
         return 2
     t0 = time.time()
     crf = sklearn_crfsuite.CRF(algorithm="lbfgs", c1=args.c1, c2=args.c2, max_iterations=args.iterations)
-    crf.fit([items(p, args.topic) for p in train],
+    crf.fit([items(p, args.topic, clusters) for p in train],
             [[SECTION_TAGS.tags[i] for i in section_labels(p)] for p in train])
     fit_s = time.time() - t0
     index = {t: i for i, t in enumerate(SECTION_TAGS.tags)}
     records = []
-    for page, tags in zip(dev, crf.predict([items(p, args.topic) for p in dev])):
+    for page, tags in zip(dev, crf.predict([items(p, args.topic, clusters) for p in dev])):
         ids = np.array([index[t] for t in tags])
         records.append({"id": page.id, "sections": [s.to_dict() for s in SECTION_TAGS.decode(page.lines, ids)]})
     m = section_metrics(dev, records)

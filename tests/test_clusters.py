@@ -67,9 +67,9 @@ def test_encoder_adds_one_cluster_key_per_size_shared_within_a_cluster(tiny_mode
     assert feat["lex_ids"].shape == (len(page.words), 3 * (LEXICAL_FEATURES + 2))
 
 
-def _cluster_model(pages, tmp_path):
+def _cluster_model(pages, tmp_path, *overrides):
     cfg = load_config(RunConfig, None, ["output_dir=unused", *TINY_OVERRIDES, "model.lexical_buckets=4096",
-                                        "model.lexical_window=1", "model.lexical_clusters=[2, 4]"])
+                                        "model.lexical_window=1", "model.lexical_clusters=[2, 4]", *overrides])
     tok = train_wordpiece([p.text for p in pages], vocab_size=600, min_frequency=1)
     torch.manual_seed(0)
     model = make_model(cfg, tok, ["LOC", "ORG", "PERS"])
@@ -164,3 +164,57 @@ def test_resume_with_a_broken_cluster_file_is_an_error_naming_it(tmp_path, capsy
     assert main([*opts, "training.num_train_epochs=2"]) == 2
     err = capsys.readouterr().err
     assert CLUSTERS_FILE in err and "resuming" in err and "Traceback" not in err
+
+
+def test_line_cluster_keys_share_a_key_across_words_of_one_cluster():
+    """model.line_clusters: a short line's words give their clusters as line keys, so furniture in
+    a word the training pages never had shares keys with furniture in a word of the same cluster."""
+    from data.features import CLUSTER_LINE_WORDS, line_cluster_keys
+    from data.schema import Page
+
+    social = {normalize(w): [0, 7] for w in ("تويتر", "يوتيوب")}
+    clusters = {**social, normalize("تابعونا"): [1, 3], normalize("على"): [2, 5]}
+    long_line = " ".join(["كلمة"] * (CLUSTER_LINE_WORDS + 1))
+    text = f"تابعونا على تويتر\nتابعونا على يوتيوب\nتابعونا على تلغرام\n{long_line}"
+    page = Page(id="k", text=text)
+    keys = line_cluster_keys(text, page.lines.tolist(), clusters, 1)
+    assert keys[0] == keys[1] == ["kb=3", "kb=5", "kb=7"]
+    assert keys[2] == ["kb=3", "kb=5", "kb=-"]  # an unknown word is a key of its own
+    assert keys[3] == []  # long lines are text, not furniture: no cluster keys
+    assert line_cluster_keys(text, page.lines.tolist(), clusters, 0)[0] == ["kb=1", "kb=2", "kb=0"]
+
+
+def test_line_cluster_ids_follow_the_saved_config_to_the_tagger(tmp_path):
+    from data.features import CLUSTER_LINE_WORDS, LINE_FEATURES, line_feature_ids
+    from train.__main__ import ConfigError, parse
+
+    pages = synthetic_pages(4, seed=9)
+    model, tok = _cluster_model(pages, tmp_path, "model.line_buckets=1024", "model.line_clusters=4")
+    assert model.config.line_clusters == 4
+    enc = PageEncoder.for_model(tok, model)
+    assert enc.line_cluster_level == 1
+    ids = enc.encode(pages[0])["line_ids"]
+    assert ids.shape == (len(pages[0].lines), LINE_FEATURES + CLUSTER_LINE_WORDS)
+    short = [i for i, (s, e) in enumerate(pages[0].lines.tolist())
+             if 0 < len(pages[0].text[s:e].split()) <= CLUSTER_LINE_WORDS]
+    plain = line_feature_ids(pages[0].text, pages[0].lines, 1024)
+    extra = (ids > 0).sum(1) - (plain > 0).sum(1)
+    assert short and all(extra[i] > 0 for i in short) and not extra[[i for i in range(len(ids)) if i not in short]].any()
+    # other clusters, other line ids; the saved model's Tagger makes the same ids and tags
+    other = PageEncoder.from_config(tok, model.config, word_clusters={w: [1 - c[0], 3 - c[1]]
+                                                                       for w, c in model.word_clusters.items()})
+    assert not np.array_equal(other.encode(pages[0])["line_ids"], ids)
+    model.save_pretrained(tmp_path / "m")
+    tok.save_pretrained(tmp_path / "m")
+    loaded = Tagger.from_pretrained(tmp_path / "m", device="cpu", streams=1)
+    assert np.array_equal(loaded.encoder.encode(pages[0])["line_ids"], ids)
+    assert list(loaded.tag(pages)) == list(Tagger(model, tok, device="cpu", streams=1).tag(pages))
+    # the config's cross-checks name the key
+    from synthetic import tiny_config, write_pages
+    sample = write_pages(tmp_path / "p.jsonl", pages)
+    cfg = str(tiny_config(tmp_path, sample, sample))
+    with pytest.raises(ConfigError, match="model.line_clusters: .*model.line_buckets"):
+        parse([cfg, "model.line_clusters=4"])
+    with pytest.raises(ConfigError, match="model.line_clusters: 8 is not one of"):
+        parse([cfg, "model.line_clusters=8", "model.line_buckets=64", "model.lexical_buckets=64",
+               f"model.lexical_vectors={tmp_path / 'p.jsonl'}", "model.lexical_clusters=[2, 4]"])

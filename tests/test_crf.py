@@ -163,3 +163,56 @@ def test_joint_model_ner_loss_is_a_chain_per_line():
         assert abs(float(out.ner_loss) - total / n) < 1e-4
         chained = float(model.crf.nll(out.ner_logits, labels, batch["line_page"][lines]))
         assert abs(chained - total / n) > 1e-3  # what the page-long chain gave: not the same loss
+
+
+def test_viterbi_once_equals_brute_force_under_the_at_most_once_masks():
+    """viterbi_once: the best path among those that use each mask's tags at most once in all."""
+    rng = np.random.default_rng(3)
+    T = 4
+    masks_all = [np.array([1, 0, 0, 0], bool), np.array([0, 0, 1, 1], bool)]
+    for trial in range(40):
+        crf = _crf(T, seed=trial)
+        n = int(rng.integers(1, 6))
+        lp = rng.normal(size=(n, T)).astype(np.float32)
+        masks = masks_all[: trial % 3]
+        ok = [p for p in itertools.product(range(T), repeat=n) if all(sum(m[t] for t in p) <= 1 for m in masks)]
+        best = max(ok, key=lambda p: float(_path_score(crf, torch.from_numpy(lp), list(p))))
+        assert crf.viterbi_once(lp, masks).tolist() == list(best)
+    assert crf.viterbi_once(lp, []).tolist() == crf.viterbi(lp).tolist()
+
+
+def test_section_once_keeps_one_title_per_page_and_is_saved_with_the_model(tmp_path):
+    """model.section_once: [title] - where the section scores call every line a title, the Tagger
+    still gives the page a single title section (the most title-like line), with or without a chain."""
+    import pytest
+
+    from synthetic import synthetic_pages, tiny_config, write_pages
+
+    from data.labels import SECTION_TAGS
+    from train.__main__ import ConfigError, parse
+
+    b_title = SECTION_TAGS.tags.index("B-title")
+    for chain in (True, False):
+        pages, tok, ts, cfg, model = _small_model(3, section_crf=chain, section_once=["title"])
+        with torch.no_grad():  # every line is a title by a wide margin
+            model.section_head.bias.zero_()
+            model.section_head.bias[b_title] = 20.0
+        model.eval()
+        model.save_pretrained(tmp_path / str(chain))
+        tok.save_pretrained(tmp_path / str(chain))
+        free = Tagger.from_pretrained(tmp_path / str(chain), section_once=[])
+        once = Tagger.from_pretrained(tmp_path / str(chain))
+        assert once.section_once == ["title"]
+        for page, a, b in zip(pages, free.tag(pages), once.tag(pages)):
+            n_lines = len(page.lines)
+            assert sum(s["label"] == "title" for s in a["sections"]) == n_lines > 1
+            titles = [s for s in b["sections"] if s["label"] == "title"]
+            assert len(titles) == 1 and len(b["sections"]) >= 2
+            assert sum(len(page.text[s["start"]:s["end"]].splitlines()) for s in b["sections"]) >= n_lines
+    with pytest.raises(ValueError, match="body"):
+        JointConfig(section_once=["body"])
+    sample = write_pages(tmp_path / "p.jsonl", synthetic_pages(2, seed=5))
+    cfg = str(tiny_config(tmp_path, sample, sample))
+    with pytest.raises(ConfigError, match="model.section_once: 'titel'"):
+        parse([cfg, "model.section_once=[titel]"])
+    assert parse([cfg, "model.section_once=[title, byline]"]).model.section_once == ["title", "byline"]

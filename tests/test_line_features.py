@@ -304,3 +304,13 @@ def test_line_crf_probe_names_a_bad_input_line(tmp_path, capsys):
     assert "line 4" in err and "text" in err and "bad.jsonl" in err, err
     assert probe.main(["--train", str(tmp_path / "missing.jsonl"), "--dev", str(good)]) == 2
     assert "missing.jsonl" in capsys.readouterr().err
+    # --clusters: a file without clusters of the asked size is named; a good one adds the cluster keys
+    import json
+    clusters = tmp_path / "word_clusters.json"
+    clusters.write_text(json.dumps({"sizes": [2, 4], "words": {normalize("الرياض"): [0, 3]}}), encoding="utf-8")
+    assert probe.main(["--train", str(good), "--dev", str(good), "--clusters", str(clusters)]) == 2
+    assert "word_clusters.json" in capsys.readouterr().err
+    assert probe.main(["--train", str(good), "--dev", str(good), "--clusters", str(clusters),
+                       "--line-clusters", "4", "--iterations", "5"]) == 0
+    page = Page(id="r", text="الرياض\nنص")
+    assert probe.items(page, False, ({normalize("الرياض"): [0, 3]}, 1))[0].get("kb=3") == 1.0

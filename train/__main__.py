@@ -32,6 +32,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from data.features import PageEncoder
 from data.labels import entity_tagset
 from model import JointConfig, JointModel, enable_fast_dropout, train_wordpiece
+from model.crf import check_section_once
 from train.config import ConfigError, RunConfig, check_paths, help_text, load_config, to_dict
 from train.data import DataError, PageDataset, dev_pages, entity_types, training_pages, vocabulary_texts
 from train.report import write_json, write_model_card, write_report, write_text
@@ -67,6 +68,16 @@ def parse(argv: list[str]) -> RunConfig:
         raise ConfigError("model.line_tags: the tag scores are per line feature; set model.line_buckets too")
     if cfg.model.line_topic and not cfg.model.line_buckets:
         raise ConfigError("model.line_topic: topic keys are line features; set model.line_buckets too")
+    if cfg.model.line_clusters:
+        if not cfg.model.line_buckets:
+            raise ConfigError("model.line_clusters: cluster keys are line features; set model.line_buckets too")
+        if cfg.model.line_clusters not in (cfg.model.lexical_clusters or []):
+            raise ConfigError(f"model.line_clusters: {cfg.model.line_clusters} is not one of "
+                              f"model.lexical_clusters ({cfg.model.lexical_clusters})")
+    try:
+        check_section_once(cfg.model.section_once)
+    except ValueError as err:
+        raise ConfigError(f"model.{err}") from None
     t = cfg.training
     if t.lexical_tags_fit == "crf" or cfg.model.line_tags:
         if t.lexical_tags_fit == "crf" and not cfg.model.lexical_tags:
@@ -169,12 +180,13 @@ def make_model(cfg: RunConfig, tokenizer, types: list[str], checkpoint: str | No
     head = dict(section_loss_weight=m.section_loss_weight, line_hidden_size=m.line_hidden_size,
                 line_layers=m.line_layers, classifier_dropout=m.classifier_dropout,
                 window_length=m.window_length, stride=m.stride, use_crf=m.use_crf,
-                line_pooling=m.line_pooling, section_crf=m.section_crf)
+                line_pooling=m.line_pooling, section_crf=m.section_crf, section_once=m.section_once)
     if m.line_buckets:
         head["line_buckets"] = m.line_buckets
         head["line_feature_dim"] = m.line_feature_dim
         head["line_tags"] = m.line_tags
         head["line_topic"] = m.line_topic
+        head["line_clusters"] = m.line_clusters
     if m.lexical_buckets:
         head["lexical_buckets"] = m.lexical_buckets
         head["lexical_dim"] = m.lexical_dim

@@ -99,6 +99,9 @@ class ModelConfig:
     use_crf: bool = field(default=False, metadata={"help": "a linear-chain CRF over word tags (Viterbi at inference)"})
     section_crf: bool = field(default=False, metadata={
         "help": "a linear-chain CRF over each page's section tags (Viterbi over its lines at inference)"})
+    section_once: list[str] | None = field(default=None, metadata={
+        "help": "section labels that a page has at most one section of (e.g. [title, byline]): the Tagger's "
+                "Viterbi over the lines keeps to it (inference only; saved in the model config)"})
     lexical_dim: int = field(default=64, metadata={"help": "size of the lexical feature embedding"})
     lexical_window: int = field(default=2, metadata={"help": "neighbour words on each side whose lexical features a word sees"})
     lexical_tags: bool = field(default=False, metadata={
@@ -111,6 +114,9 @@ class ModelConfig:
         "help": "also topic keys per line among the line features: how much of its content words the rest "
                 "of the page shares, and the rank of its group of word-sharing lines "
                 "(data.features.line_topic_keys); needs model.line_buckets"})
+    line_clusters: int = field(default=0, metadata={
+        "help": "also the word clusters of this size (one of model.lexical_clusters) of each short line's words "
+                "among the line features (data.features.line_cluster_keys; 0: none); needs model.line_buckets"})
     line_tags: bool = field(default=False, metadata={
         "help": "also a linear section-tag score per line feature (a line CRF's state weights; its transitions "
                 "go to model.section_crf's chain), fitted before training with sklearn-crfsuite "
