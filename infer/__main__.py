@@ -39,6 +39,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--streams", type=int, default=None, metavar="N",
                     help="CPU: batches run side by side in N threads, each with its share of torch's threads "
                          "(default 2 where torch has 2 or more; the records are the same for any N)")
+    ap.add_argument("--section-once", metavar="LABELS", default=None,
+                    help="comma-separated section labels that a page has at most one section of, e.g. title "
+                         "(default: the model's config.section_once; 'none' for no such rule)")
     ap.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
     ap.add_argument("--dtype", choices=("float32", "bfloat16", "float16", "auto"), default="auto")
     ap.add_argument("--no-text", action="store_true", help="leave 'text' out of the output records")
@@ -98,13 +101,15 @@ def main(argv: list[str] | None = None) -> int:
             what = "is a file, not a model folder" if Path(args.model).exists() else "not found"
             raise JobError(f"model folder {args.model}: {what}")
         from infer.tagger import Tagger
+        from model.crf import parse_section_once
 
         try:
             tagger = Tagger.from_pretrained(args.model, device=_device(args.device, world, local_rank),
                                             dtype=None if args.dtype == "auto" else args.dtype,
                                             batch_tokens=args.batch_tokens, block_size=args.block_size,
                                             windows=args.windows, backend=args.backend, quantize=args.quantize,
-                                            streams=args.streams, overlap=args.overlap)
+                                            streams=args.streams, overlap=args.overlap,
+                                            section_once=parse_section_once(args.section_once))
         except (FileNotFoundError, ValueError, OSError, RuntimeError, AssertionError, ImportError) as err:
             raise JobError(f"cannot load the model from {args.model}: {err}") from None
         max_chars = args.max_chars if args.max_chars is not None else getattr(tagger, "max_chars", 5_000_000)

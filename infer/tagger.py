@@ -104,7 +104,9 @@ class Tagger:
         # the lines; default: the model config's ``section_once``.
         once = getattr(cfg, "section_once", None) if section_once is None else section_once
         self.section_once = check_section_once(once)
-        self._once_masks = [np.array([t == f"B-{lab}" for t in SECTION_TAGS.tags]) for lab in self.section_once]
+        tags = SECTION_TAGS.tags
+        self._once_masks = [np.array([t == f"B-{lab}" for t in tags]) for lab in self.section_once]
+        self._once_closed = [(tags.index(f"B-{lab}"), tags.index(f"I-{lab}")) for lab in self.section_once]
         chain = getattr(self.model, "section_chain", None)
         if self.section_once and chain is None:  # the constraint alone, on the section probabilities
             chain = LinearChainCRF(len(SECTION_TAGS.tags))
@@ -352,7 +354,7 @@ class Tagger:
         if chain is None:
             sec_ids = sec_probs.argmax(-1)
         else:
-            sec_ids = chain.viterbi_once(np.log(np.maximum(sec_probs, 1e-12)), self._once_masks)
+            sec_ids = chain.viterbi_once(np.log(np.maximum(sec_probs, 1e-12)), self._once_masks, self._once_closed)
         sections = SECTION_TAGS.decode(page.lines, sec_ids)
         spans = page.words
         if per_window is None:

@@ -29,6 +29,14 @@ def check_section_once(labels) -> list[str]:
     return list(dict.fromkeys(labels))
 
 
+def parse_section_once(value: str | None) -> list[str] | None:
+    """A command line's ``--section-once``: ``title,byline`` -> a list, ``none`` -> ``[]`` (no rule),
+    not given -> ``None`` (the model's own)."""
+    if value is None:
+        return None
+    return [] if value.strip().lower() == "none" else [x.strip() for x in value.split(",") if x.strip()]
+
+
 class LinearChainCRF(nn.Module):
     def __init__(self, num_tags: int):
         super().__init__()
@@ -101,17 +109,27 @@ class LinearChainCRF(nn.Module):
             out[t - 1] = (-1 - b[0]) if b[0] < 0 else b[out[t]]
         return out
 
-    def viterbi_once(self, log_probs: np.ndarray, once: list[np.ndarray]) -> np.ndarray:
-        """Best tag sequence in which the tags of each mask in ``once`` occur at most once in all.
+    def viterbi_once(self, log_probs: np.ndarray, once: list[np.ndarray],
+                     closed: list[tuple[int, int]] = ()) -> np.ndarray:
+        """Best tag sequence in which the tags of each mask in ``once`` occur at most once in all, and
+        where, for each ``(begin, inside)`` pair of ``closed``, ``inside`` comes only after ``begin`` or
+        ``inside`` (never first, never after another tag: under lenient BIO decoding it would start a
+        section of its own).
 
-        The section layer uses it for labels that a page has one of (one title line): Viterbi over the
-        tags times which of the masks are used up (``2 ** len(once)`` copies of the tags)."""
+        The Tagger uses it for section labels that a page has one of (``config.section_once``: masks on
+        ``B-x``, ``(B-x, I-x)`` closed): Viterbi over the tags times which of the masks are used up
+        (``2 ** len(once)`` copies of the tags)."""
         n, T = log_probs.shape
-        if not once or n == 0:
+        if (not once and not closed) or n == 0:
             return self.viterbi(log_probs)
-        trans = self.transitions.detach().float().cpu().numpy()
-        start = self.start.detach().float().cpu().numpy()
+        trans = self.transitions.detach().float().cpu().numpy().copy()
+        start = self.start.detach().float().cpu().numpy().copy()
         end = self.end.detach().float().cpu().numpy()
+        for b, i in closed:
+            keep = trans[[b, i], i].copy()
+            trans[:, i] = -np.inf
+            trans[[b, i], i] = keep
+            start[i] = -np.inf
         S = 1 << len(once)
         inc = np.zeros(T, dtype=np.int64)  # the bits that each tag uses up
         for k, m in enumerate(once):

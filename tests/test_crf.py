@@ -175,9 +175,11 @@ def test_viterbi_once_equals_brute_force_under_the_at_most_once_masks():
         n = int(rng.integers(1, 6))
         lp = rng.normal(size=(n, T)).astype(np.float32)
         masks = masks_all[: trial % 3]
-        ok = [p for p in itertools.product(range(T), repeat=n) if all(sum(m[t] for t in p) <= 1 for m in masks)]
+        closed = [(2, 3)] if trial % 2 else []  # tag 3 only after tag 2 or 3, never first
+        ok = [p for p in itertools.product(range(T), repeat=n) if all(sum(m[t] for t in p) <= 1 for m in masks)
+              and not (closed and (p[0] == 3 or any(b == 3 and a not in (2, 3) for a, b in zip(p, p[1:]))))]
         best = max(ok, key=lambda p: float(_path_score(crf, torch.from_numpy(lp), list(p))))
-        assert crf.viterbi_once(lp, masks).tolist() == list(best)
+        assert crf.viterbi_once(lp, masks, closed).tolist() == list(best)
     assert crf.viterbi_once(lp, []).tolist() == crf.viterbi(lp).tolist()
 
 
@@ -209,6 +211,17 @@ def test_section_once_keeps_one_title_per_page_and_is_saved_with_the_model(tmp_p
             titles = [s for s in b["sections"] if s["label"] == "title"]
             assert len(titles) == 1 and len(b["sections"]) >= 2
             assert sum(len(page.text[s["start"]:s["end"]].splitlines()) for s in b["sections"]) >= n_lines
+    # python -m train.evaluate --section-once: the rule from the saved config, or none
+    from train import evaluate
+    sample = write_pages(tmp_path / "gold.jsonl", pages)
+    titles = {}
+    for flag in ([], ["--section-once", "none"]):
+        out = tmp_path / f"eval{len(flag)}"
+        assert evaluate.main(["--model", str(tmp_path / "True"), "--pages", str(sample), "--out", str(out),
+                              "--device", "cpu", *flag]) == 0
+        m = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+        titles[len(flag)] = m["blocks"]["gold"]["sections"]["labels"]["title"]["predicted"]
+    assert titles[0] < titles[2]  # title lines: one title section per page against every line a title
     with pytest.raises(ValueError, match="body"):
         JointConfig(section_once=["body"])
     sample = write_pages(tmp_path / "p.jsonl", synthetic_pages(2, seed=5))

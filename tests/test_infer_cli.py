@@ -157,6 +157,14 @@ def test_stream_and_overlap_options(tiny_model_dir, tmp_path):
     for rec, text in zip(recs, texts):
         assert_valid_result(rec, text)
     assert run(tiny_model_dir, inp, tmp_path / "bad.jsonl", "--streams", "0") == 2
+    # --section-once title: at most one title section per page; a bad label is a load error naming it
+    assert run(tiny_model_dir, inp, tmp_path / "once.jsonl", "--section-once", "title") == 0
+    for rec, text in zip(records(tmp_path / "once.jsonl"), texts):
+        assert_valid_result(rec, text)
+        assert sum(s["label"] == "title" for s in rec["sections"]) <= 1
+    assert run(tiny_model_dir, inp, tmp_path / "none.jsonl", "--section-once", "none") == 0
+    assert (tmp_path / "none.jsonl").read_bytes() == outs["one"].read_bytes()  # the tiny model has no rule
+    assert run(tiny_model_dir, inp, tmp_path / "bad2.jsonl", "--section-once", "titel") == 2
 
 
 def test_bad_input_gives_one_line_per_record_naming_line_and_field(tiny_model_dir, tmp_path):

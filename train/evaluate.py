@@ -56,6 +56,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--batch-tokens", type=int, default=None, help="tagger batch size in tokens")
     p.add_argument("--windows", choices=WINDOW_PLANS, default=None,
                    help="how long pages are cut into encoder windows (default: the Tagger's, lines)")
+    p.add_argument("--section-once", metavar="LABELS", default=None,
+                   help="comma-separated section labels that a page has at most one section of (default: the "
+                        "model's config.section_once; 'none' for no such rule)")
     p.add_argument("--device", default=None, help="torch device (default: the tagger's choice)")
     return p.parse_args(argv)
 
@@ -229,6 +232,9 @@ def main(argv: Sequence[str] | None = None, tagger=None) -> int:
                 kw["batch_tokens"] = args.batch_tokens
             if args.windows:
                 kw["windows"] = args.windows
+            if args.section_once is not None:
+                from model.crf import parse_section_once
+                kw["section_once"] = parse_section_once(args.section_once)
             try:
                 tagger = Tagger.from_pretrained(args.model, **kw)
             except (FileNotFoundError, ValueError) as err:
