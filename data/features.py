@@ -627,7 +627,13 @@ def line_cluster_keys(text: str, spans: list, clusters: dict[str, list[int]], le
     with furniture they had ("follow us on Twitter")."""
     out = []
     for s, e in spans:
-        ws = [n for n in (normalize(w) for w in text[s:e].split()) if n]
+        ws: list[str] = []
+        for w in text[s:e].split():  # normalised one by one: a long line stops at its 9th word
+            n = normalize(w)
+            if n:
+                ws.append(n)
+                if len(ws) > CLUSTER_LINE_WORDS:
+                    break
         row: list[str] = []
         if len(ws) <= CLUSTER_LINE_WORDS:
             for n in ws:
