@@ -38,17 +38,25 @@ def load_word_clusters(name_or_path, sizes: list[int]) -> dict[str, list[int]]:
     if path is None:
         raise OSError(f"{name_or_path}: the model reads word clusters (config.lexical_clusters) but has no "
                       f"{CLUSTERS_FILE}")
+    return read_word_clusters(path, sizes)[1]
+
+
+def read_word_clusters(path, sizes: list[int] | None = None) -> tuple[list[int], dict[str, list[int]]]:
+    """``(sizes, word -> cluster ids)`` from a :data:`CLUSTERS_FILE`, checked (against ``sizes`` when
+    given); a broken file is a ValueError naming it, a missing one an OSError."""
+    import json
+
     try:
         with open(path, encoding="utf-8") as f:
             data = json.load(f)
-        words = data["words"]
-        if list(data.get("sizes") or []) != list(sizes):
+        words, found = data["words"], list(data.get("sizes") or [])
+        if sizes is not None and found != list(sizes):
             raise ValueError(f"cluster sizes {data.get('sizes')} differ from the config's {list(sizes)}")
-        if not isinstance(words, dict) or any(len(v) != len(sizes) for v in words.values()):
-            raise ValueError(f"'words' must map each word to {len(sizes)} cluster ids")
+        if not isinstance(words, dict) or any(len(v) != len(found) for v in words.values()):
+            raise ValueError(f"'words' must map each word to {len(found)} cluster ids")
     except (ValueError, KeyError, TypeError, AttributeError) as err:
         raise ValueError(f"{path}: not a word-cluster file: {err}") from None
-    return words
+    return found, words
 
 
 class JointConfig(PreTrainedConfig):

@@ -62,12 +62,11 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     clusters = None
     if args.clusters:
-        import json
+        from model.modeling import read_word_clusters
         try:
-            found = json.loads(Path(args.clusters).read_text(encoding="utf-8"))
-            level = found["sizes"].index(args.line_clusters)
-            clusters = (found["words"], level)
-        except (OSError, ValueError, KeyError, TypeError, AttributeError) as err:
+            sizes, words = read_word_clusters(args.clusters)
+            clusters = (words, sizes.index(args.line_clusters))
+        except (OSError, ValueError) as err:
             print(f"error: --clusters {args.clusters}: no word clusters of size {args.line_clusters} there "
                   f"({type(err).__name__}: {err})", file=sys.stderr)
             return 2

@@ -222,6 +222,9 @@ def test_section_once_keeps_one_title_per_page_and_is_saved_with_the_model(tmp_p
         m = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
         titles[len(flag)] = m["blocks"]["gold"]["sections"]["labels"]["title"]["predicted"]
     assert titles[0] < titles[2]  # title lines: one title section per page against every line a title
+    assert evaluate.main(["--model", str(tmp_path / "True"), "--pages", str(sample), "--out", str(tmp_path / "e"),
+                          "--device", "cpu", "--section-once", "titel"]) == 2  # a bad label: a usage error
+    assert not (tmp_path / "e").exists()
     with pytest.raises(ValueError, match="body"):
         JointConfig(section_once=["body"])
     sample = write_pages(tmp_path / "p.jsonl", synthetic_pages(2, seed=5))

@@ -141,7 +141,7 @@ def test_input_order_kept_across_length_sorted_batches(tiny_model_dir, tmp_path)
         assert_valid_result(rec, text)
 
 
-def test_stream_and_overlap_options(tiny_model_dir, tmp_path):
+def test_stream_and_overlap_options(tiny_model_dir, tmp_path, capsys):
     """--streams changes nothing in the output; --windows short --overlap longest (the HF pipeline's
     windows and rule) gives valid records for every page, in order."""
     texts = [page_text(n, 40 + i) for i, n in enumerate([2, 90, 5, 150])]
@@ -164,7 +164,9 @@ def test_stream_and_overlap_options(tiny_model_dir, tmp_path):
         assert sum(s["label"] == "title" for s in rec["sections"]) <= 1
     assert run(tiny_model_dir, inp, tmp_path / "none.jsonl", "--section-once", "none") == 0
     assert (tmp_path / "none.jsonl").read_bytes() == outs["one"].read_bytes()  # the tiny model has no rule
+    capsys.readouterr()
     assert run(tiny_model_dir, inp, tmp_path / "bad2.jsonl", "--section-once", "titel") == 2
+    assert "'titel'" in capsys.readouterr().err and not (tmp_path / "bad2.jsonl").exists()
 
 
 def test_bad_input_gives_one_line_per_record_naming_line_and_field(tiny_model_dir, tmp_path):
