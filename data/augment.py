@@ -2,10 +2,13 @@
 line looks like rather than the few dozen literal wordings of ``data.templates``.
 
 A wording of a kind is composed from parts (a verb, an adverb, a punctuation mark, a decoration, a
-bullet drawn from whole Unicode symbol blocks). Whatever is composed, no wording of the held-out half
-comes out: a candidate whose letters equal a held-out wording's letters (after folding alef forms,
-taa marbuta, alef maqsura, diacritics and Latin case), or a symbol that a held-out wording uses as
-its bullet or prefix, is drawn again. So the held-out-template pages still measure generalisation.
+bullet drawn from whole Unicode symbol blocks, a platform name, a byline's slots). Kinds: the headers,
+prefixes, bullets, source, tag, ad, share, comment, copyright and navigation lines, and bylines.
+Whatever is composed, no wording of the held-out half comes out: a candidate whose letters equal a
+held-out wording's letters (after folding alef forms, taa marbuta, alef maqsura, diacritics and Latin
+case), that uses a content word which only held-out wordings of its kind use (``_HELD_OUT_WORDS``:
+يوتيوب, قناتنا or الرابط for share lines), or a symbol that a held-out wording uses as its bullet or
+prefix, is drawn again. So the held-out-template pages still measure generalisation.
 
     wording = augmented_wording("read_also_header", rng)   # e.g. "◂ لا تفوت كذلك.."
 """
@@ -33,7 +36,22 @@ def _symbols(s: str) -> set[str]:
     return {ch for ch in s if unicodedata.category(ch)[0] in "SP" and ch not in "{}:.-|()[]"}
 
 
+def _words(s: str) -> set[str]:
+    """The words of a wording, each as ``_letters`` gives it (slots and symbols left out)."""
+    return {w for w in map(_letters, re.sub(r"\{[a-z_]*\}", " ", s).split()) if w}
+
+
 _HELD_OUT_LETTERS = {kind: {_letters(w) for w in pair[1]} - {""} for kind, pair in WORDINGS.items()}
+# Content words (4 letters or more) that only the held-out wordings of a kind use, with or without the
+# article (e.g. share: يوتيوب, قناتنا, الرابط): a made-up wording of that kind never uses them, so
+# held-out lines stay new in their words, not only as a whole.
+def _held_out_words(kind: str) -> set[str]:
+    train = set().union(set(), *map(_words, WORDINGS[kind][0]))
+    train |= {w[2:] for w in train if w.startswith("ال")} | {"ال" + w for w in train}  # with or without the article
+    return {w for w in set().union(set(), *map(_words, WORDINGS[kind][1])) if len(w) >= 4 and w not in train}
+
+
+_HELD_OUT_WORDS = {kind: _held_out_words(kind) for kind in WORDINGS}
 _HELD_OUT_SYMBOLS = set().union(*(_symbols(w) for kind in ("bullet", "inline_prefix") for w in WORDINGS[kind][1]))
 
 
@@ -64,6 +82,33 @@ TAG_HEADS = ("كلمات دلالية", "الكلمات الدلالية", "ال
              "هاشتاق", "مواضيع", "الموضوعات", "Tags", "Keywords", "Topics", "تصنيفات", "التصنيف", "مفاتيح")
 SOURCE_HEADS = ("المصدر", "مصدر", "المصادر", "عن", "بحسب", "وفق", "وفقا لـ", "نقلا من", "المنشور في", "Source",
                 "المصدر الأصلي", "نقل عن", "الخبر من")
+# Share, follow and page tools (boilerplate)
+SHARE_VERBS = ("شارك", "شاركوا", "أرسل", "مشاركة", "أعد نشر", "شارك على", "انشر على", "مشاركة على")
+SHARE_OBJECTS = ("", "", "هذا المقال", "المقال", "هذه الصفحة", "القصة", "الموضوع", "مع أصدقائك")
+FOLLOW_VERBS = ("تابعونا على", "تابعنا على", "انضم إلينا على", "انضموا إلينا على", "تواصل معنا على",
+                "اشترك في حسابنا على", "تابعونا في", "صفحتنا على", "حسابنا على", "كن صديقنا على")
+PLATFORMS = ("فيسبوك", "فيس بوك", "تويتر", "واتساب", "واتس اب", "لينكدإن", "إنستغرام", "انستجرام", "سناب شات",
+             "تيك توك", "ماسنجر", "Facebook", "Twitter", "WhatsApp", "Instagram", "X")
+PAGE_TOOLS = ("طباعة", "طباعة الصفحة", "أرسل لصديق", "إرسال بالبريد", "البريد الإلكتروني", "حفظ", "حفظ المقال",
+              "حجم الخط", "تكبير الخط", "تصغير الخط", "A+ A-", "أ+ أ-", "اشترك في النشرة", "اشترك الآن",
+              "حمل التطبيق", "إبلاغ عن خطأ", "أضف إلى المفضلة", "استمع إلى المقال")
+# Comment blocks (boilerplate)
+COMMENT_VERBS = ("أضف", "اكتب", "اترك", "إضافة", "أرسل", "سجل")
+COMMENT_OBJECTS = ("تعليقك", "تعليقا", "تعليقاً", "تعليق", "ردك", "رأيك هنا", "تعليقك هنا")
+COMMENT_NOUNS = ("التعليقات", "تعليقات القراء", "آراء القراء", "الردود", "تعليقات الزوار", "النقاش")
+COMMENT_OTHER = ("كن أول من يعلق", "سجل الدخول للتعليق", "لا توجد تعليقات بعد", "لا تعليقات", "يرجى الالتزام بآداب الحوار",
+                 "التعليقات تعبر عن رأي أصحابها")
+# Copyright lines (boilerplate)
+RIGHTS = ("جميع الحقوق محفوظة", "الحقوق محفوظة", "حقوق النشر محفوظة", "جميع حقوق النشر محفوظة",
+          "حقوق الطبع والنشر محفوظة", "جميع الحقوق محفوظة لـ {site}", "All rights reserved")
+# Navigation trails (boilerplate)
+HOMES = ("الرئيسية", "الرئيسية", "الرئيسة", "Home", "أخبار", "البداية")
+TRAIL_SEPS = (" > ", " / ", " | ", " › ", " :: ", " < ", " ‹ ", " - ")
+# Bylines: an author head, a date head, and the slots
+AUTHOR_HEADS = ("بقلم", "كتب", "تحرير", "متابعة", "تقرير", "بواسطة", "الكاتب", "المحرر", "حوار", "ترجمة", "By")
+DATE_HEADS = ("نشر في", "تاريخ النشر", "آخر تحديث", "محدث", "نشر", "التاريخ", "نشر يوم", "أضيف في", "Published",
+              "Updated", "تحديث")
+SEPS = (": ", " : ", " - ", " – ", "، ", " | ", " ")
 AD_WORDS = ("إعلان", "اعلان", "إعلانات", "مساحة إعلانية", "محتوى ممول", "برعاية", "ممول", "Sponsored",
             "Advertisement", "ADS", "AD", "إعلان تجاري", "رعاية")
 
@@ -95,18 +140,80 @@ def _compose(kind: str, rng: random.Random) -> str:
     if kind == "ad":
         w = r.choice(AD_WORDS)
         return r.choice(("{}", "- {} -", "-- {} --", "[{}]", "({})", "{} ", "— {} —", "▪ {}")).format(w).strip()
+    if kind == "share":
+        return _share(r)
+    if kind == "comments":
+        u = r.random()
+        if u < 0.4:
+            return f"{r.choice(COMMENT_VERBS)} {r.choice(COMMENT_OBJECTS)}" + r.choice(("", "", ":", " ..."))
+        if u < 0.8:
+            return r.choice(COMMENT_NOUNS) + r.choice(("", " ({n})", ": {n}", " [{n}]", " - {n}", " ({n_ar})"))
+        return r.choice(COMMENT_OTHER)
+    if kind == "copyright":
+        parts = [r.choice(RIGHTS)]
+        if r.random() < 0.7:
+            parts.insert(r.randrange(2), r.choice(("©", "© {year}", "{year} ©", "(c) {year}", "© {year}-{year2}")))
+        if r.random() < 0.5 and "{site}" not in parts[-1]:
+            parts.insert(r.randrange(len(parts) + 1), r.choice(("{site}", "لـ {site}", "{site} {year}")))
+        return r.choice((" ", " - ", " | ", "، ")).join(parts)
+    if kind == "nav":
+        sep = r.choice(TRAIL_SEPS)
+        trail = [r.choice(HOMES)] + ["{cat}", "{sub}"][:r.choice((1, 1, 2))]
+        head = r.choice(("", "", "", "أنت هنا: ", "أنت في: "))
+        return head + sep.join(trail)
+    if kind == "byline":
+        return _byline(r)
     raise KeyError(kind)
 
 
-AUGMENTED_KINDS = ("bullet", "read_also_header", "inline_prefix", "related_header", "tags_header", "source", "ad")
+def _share(r: random.Random) -> str:
+    u = r.random()
+    if u < 0.3:
+        verb = r.choice(SHARE_VERBS)
+        if verb.endswith("على"):
+            return f"{verb} " + r.choice(("", ": ")) + r.choice((" | ", " ", " - ", "، ")).join(
+                r.sample(PLATFORMS, r.randint(1, 3)))
+        text = f"{verb} {r.choice(SHARE_OBJECTS)}".strip()
+        if r.random() < 0.4:
+            text += r.choice((": ", " ")) + r.choice((" | ", " ", " - ", "، ")).join(r.sample(PLATFORMS, r.randint(2, 4)))
+        return text
+    if u < 0.6:
+        return f"{r.choice(FOLLOW_VERBS)} {r.choice(PLATFORMS)}"
+    if u < 0.8:
+        return r.choice((" | ", " ", " - ", " • ")).join(r.sample(PLATFORMS, r.randint(2, 5)))
+    return r.choice((" | ", " - ", " ")).join(r.sample(PAGE_TOOLS, r.randint(1, 3)))
+
+
+def _byline(r: random.Random) -> str:
+    """A byline format with ``data.pages`` slots ({person}, {place}, {agency}, {date}, {time})."""
+    who = "{person}"
+    if r.random() < 0.6:
+        who = r.choice(AUTHOR_HEADS) + r.choice(SEPS) + who
+    if r.random() < 0.3:
+        who += r.choice((" - {place}", "، {place}", " | {place}", " من {place}"))
+    when = "{date}" + (r.choice((" ", " - ", " ، ", " الساعة ")) + "{time}" if r.random() < 0.4 else "")
+    if r.random() < 0.6:
+        when = r.choice(DATE_HEADS) + r.choice(SEPS) + when
+    u = r.random()
+    if u < 0.35:
+        return who
+    if u < 0.55:
+        return when
+    return who + r.choice(("\n", "\n", " - ", " | ", "، ")) + when
+
+
+AUGMENTED_KINDS = ("bullet", "read_also_header", "inline_prefix", "related_header", "tags_header", "source", "ad",
+                   "share", "comments", "copyright", "nav", "byline")
 
 
 def allowed(kind: str, wording: str) -> bool:
-    """False when ``wording`` is a held-out wording of ``kind`` (or has its letters), or uses a
-    symbol that a held-out bullet or prefix uses."""
+    """False when ``wording`` is a held-out wording of ``kind`` (or has its letters), uses a word that
+    only held-out wordings of ``kind`` use, or uses a symbol that a held-out bullet or prefix uses."""
     if wording in WORDINGS[kind][1]:
         return False
     if _symbols(wording) & _HELD_OUT_SYMBOLS:
+        return False
+    if _words(wording) & _HELD_OUT_WORDS.get(kind, set()):
         return False
     return _letters(wording) not in _HELD_OUT_LETTERS.get(kind, set()) or not _letters(wording)
 

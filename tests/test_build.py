@@ -154,6 +154,33 @@ def test_augmented_wordings_never_give_a_held_out_wording():
         assert all(not allowed(kind, w) for w in WORDINGS[kind][1]), kind
 
 
+def test_augmented_wordings_leave_out_the_held_out_content_words():
+    from data.augment import _HELD_OUT_WORDS, AUGMENTED_KINDS, _words, allowed, augmented_wording
+
+    # the words that make the held-out share, ad and byline lines new stay new
+    assert {"يوتيوب", "تلغرام", "قناتنا", "الرابط"} <= _HELD_OUT_WORDS["share"]
+    assert {"مدفوع", "محتوي"} <= _HELD_OUT_WORDS["ad"] and {"كتبت", "مراسلنا"} <= _HELD_OUT_WORDS["byline"]
+    assert "المصدر" not in _HELD_OUT_WORDS["source"] and "مصدر" not in _HELD_OUT_WORDS["source"]  # a train word
+    assert not allowed("share", "تابعونا على يوتيوب") and allowed("share", "تابعونا على إنستغرام")
+    rng = random.Random(1)
+    for kind in AUGMENTED_KINDS:
+        made = [augmented_wording(kind, rng) for _ in range(2000)]
+        assert not set().union(*map(_words, made)) & _HELD_OUT_WORDS[kind], kind
+    bylines = {augmented_wording("byline", rng) for _ in range(500)}
+    assert any("{person}" in w for w in bylines) and any("{date}" in w for w in bylines)
+    assert any("\n" in w for w in bylines)  # two-line bylines too
+
+
+@pytest.mark.parametrize("kind", ["share", "comments", "copyright", "nav", "ad"])
+def test_made_up_boilerplate_fills_its_slots(kind):
+    from data.pages import Furniture
+
+    f = Furniture(random.Random(3), "train", augment=1.0)
+    lines = [piece.text for _ in range(400) for piece in f.boilerplate(kind)]
+    assert len(set(lines)) > 30
+    assert not [t for t in lines if "{" in t or "}" in t or not t.strip()]
+
+
 def test_augmented_pages_are_valid_and_vary_the_furniture():
     arts = _articles(40)
     plain = build_pages(arts[:30], arts, random.Random(5))
