@@ -139,7 +139,7 @@ class Furniture:
         fmt = self.wording(kind)
         year, site, n = r.randrange(2014, 2025), r.choice(SITES), r.randrange(0, 40)
         text = fmt.format(year=year, year2=year + 1, site=site, n=n, n_ar=arabic_digits(n),
-                                         cat=r.choice(CATEGORIES), sub=r.choice(CATEGORIES))
+                          cat=r.choice(CATEGORIES), sub=r.choice(CATEGORIES))
         return [_plain(t) for t in text.split("\n")]
 
 
