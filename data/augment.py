@@ -78,8 +78,9 @@ RELATED_ADJ = ("ذات صلة", "ذات صله", "مشابهة", "متعلقة",
                "في نفس السياق", "الأحدث", "الأخيرة", "مختارة")
 RELATED_OTHER = ("الأكثر قراءة", "الأكثر تداولا", "الأكثر تعليقا", "الأكثر مشاركة", "الأكثر زيارة", "آخر الأخبار",
                  "أحدث الأخبار", "المزيد من {cat}", "من {cat}", "اخترنا لكم", "المزيد")
-# Some entries of TAG_HEADS, SOURCE_HEADS and AD_WORDS use a held-out-only word (نقلا, الخبر, محتوى, Tags): ``allowed`` refuses them and the
-# draw is repeated. They stay so that the recipe's training pages stay the ones that were measured.
+# Some entries of TAG_HEADS, SOURCE_HEADS and AD_WORDS use a held-out-only word (نقلا, الخبر, محتوى,
+# Tags): ``allowed`` refuses them and the draw is repeated. They stay so that the recipe's training pages
+# stay the ones that were measured.
 TAG_HEADS = ("كلمات دلالية", "الكلمات الدلالية", "الكلمات المفتاحية", "كلمات البحث", "الوسوم", "وسوم", "تاغات",
              "هاشتاق", "مواضيع", "الموضوعات", "Tags", "Keywords", "Topics", "تصنيفات", "التصنيف", "مفاتيح")
 SOURCE_HEADS = ("المصدر", "مصدر", "المصادر", "عن", "بحسب", "وفق", "وفقا لـ", "نقلا من", "المنشور في", "Source",
