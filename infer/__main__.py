@@ -8,6 +8,7 @@ rank 0 merges the parts into OUTPUT.
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import sys
 from pathlib import Path
@@ -42,6 +43,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--section-once", metavar="LABELS", default=None,
                     help="comma-separated section labels that a page has at most one section of, e.g. title "
                          "(default: the model's config.section_once; 'none' for no such rule)")
+    ap.add_argument("--outside-bias", type=float, default=None, metavar="X",
+                    help="subtract X from the NER tag O's log-probability before decoding: > 0 finds more entities "
+                         "(recall up, precision down), < 0 fewer (default: the model's config.ner_outside_bias, "
+                         "chosen on dev by training.outside_bias_grid, else 0)")
     ap.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
     ap.add_argument("--dtype", choices=("float32", "bfloat16", "float16", "auto"), default="auto")
     ap.add_argument("--no-text", action="store_true", help="leave 'text' out of the output records")
@@ -50,6 +55,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="hard maximum page length; longer pages get an error record (default: the tagger's, 5,000,000)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     args = ap.parse_args(argv)
+    if args.outside_bias is not None and not math.isfinite(args.outside_bias):
+        ap.error(f"--outside-bias {args.outside_bias}: give a finite number")
     if args.block_size < 1 or args.batch_tokens < 1:
         ap.error("--block-size and --batch-tokens must be positive")
     return args
@@ -109,7 +116,8 @@ def main(argv: list[str] | None = None) -> int:
                                             batch_tokens=args.batch_tokens, block_size=args.block_size,
                                             windows=args.windows, backend=args.backend, quantize=args.quantize,
                                             streams=args.streams, overlap=args.overlap,
-                                            section_once=parse_section_once(args.section_once))
+                                            section_once=parse_section_once(args.section_once),
+                                            outside_bias=args.outside_bias)
         except (FileNotFoundError, ValueError, OSError, RuntimeError, AssertionError, ImportError) as err:
             raise JobError(f"cannot load the model from {args.model}: {err}") from None
         max_chars = args.max_chars if args.max_chars is not None else getattr(tagger, "max_chars", 5_000_000)

@@ -58,7 +58,7 @@ class Tagger:
                  block_size: int = 256, max_chars: int = DEFAULT_MAX_CHARS, quantize: str | None = None,
                  compile: bool = False, windows: str | None = None, prefetch: bool | None = None,
                  backend: str = "torch", streams: int | None = None, overlap: str = "central",
-                 section_once: Sequence[str] | None = None):
+                 section_once: Sequence[str] | None = None, outside_bias: float | None = None):
         self.device = resolve_device(device)
         # Where windows overlap, "central": each word's tag comes from the window where it has the most
         # context; "longest": the HF pipeline's rule (entities decoded in every window, and of two that
@@ -103,6 +103,12 @@ class Tagger:
         # Section labels that a page has at most one section of (one title): constrained Viterbi over
         # the lines; default: the model config's ``section_once``.
         once = getattr(cfg, "section_once", None) if section_once is None else section_once
+        # Subtracted from the NER tag O's log-probability before decoding (> 0: more entities, higher
+        # recall, lower precision); default: the model config's ``ner_outside_bias`` (chosen on dev).
+        self.outside_bias = float(getattr(cfg, "ner_outside_bias", 0.0) if outside_bias is None else outside_bias)
+        if not np.isfinite(self.outside_bias):
+            raise ValueError(f"outside_bias {self.outside_bias!r}: give a finite number")
+        self._outside = self.ner_tags.tags.index("O")
         self.section_once = check_section_once(once)
         tags = SECTION_TAGS.tags
         self._once_masks = [np.array([t == f"B-{lab}" for t in tags]) for lab in self.section_once]
@@ -167,8 +173,31 @@ class Tagger:
                 pending = pool.submit(read_and_encode)
                 yield from self.tag_block(block, feats)
 
-    @torch.inference_mode()
     def tag_block(self, pages: list[Page], feats: list[dict] | None = None) -> list[dict]:
+        feats, ner_probs, sec_probs, per_window = self._block_outputs(pages, feats)
+        return self._decode_block(pages, feats, ner_probs, sec_probs, per_window)
+
+    def tag_block_biases(self, pages: list[Page], biases: Sequence[float]) -> dict[float, list[dict]]:
+        """The records of ``pages`` decoded with each NER ``outside_bias`` of ``biases``, from one pass of
+        the model (only the decoding is repeated); ``self.outside_bias`` is left as it was."""
+        outs = self._block_outputs(pages, None)
+        kept, result = self.outside_bias, {}
+        try:
+            for b in biases:
+                self.outside_bias = float(b)
+                result[float(b)] = self._decode_block(pages, *outs)
+        finally:
+            self.outside_bias = kept
+        return result
+
+    def _decode_block(self, pages, feats, ner_probs, sec_probs, per_window) -> list[dict]:
+        return [self._decode(p, f, np_, sp, per_window[k] if per_window is not None else None)
+                for k, (p, f, np_, sp) in enumerate(zip(pages, feats, ner_probs, sec_probs))]
+
+    @torch.inference_mode()
+    def _block_outputs(self, pages: list[Page], feats: list[dict] | None):
+        """A block's features, NER tag probabilities per word, section probabilities per line, and (with
+        the ``longest`` overlap rule) each window's NER probabilities."""
         enc = self.encoder
         if feats is None:
             feats = [enc.encode(p) for p in pages]
@@ -190,8 +219,7 @@ class Tagger:
             self._accumulate(*out, feats, ner_probs, line_sums, line_counts, line_firsts, per_window)
 
         sec_probs = self._sections(feats, line_sums, line_counts, line_firsts)
-        return [self._decode(p, f, np_, sp, per_window[k] if per_window is not None else None)
-                for k, (p, f, np_, sp) in enumerate(zip(pages, feats, ner_probs, sec_probs))]
+        return feats, ner_probs, sec_probs, per_window
 
     def _computed(self, batches, feats, plans) -> Iterator[tuple]:
         """Each batch's encoder and NER outputs, in batch order. With ``streams`` > 1 (CPU), that many
@@ -338,8 +366,10 @@ class Tagger:
     def _runs(self, probs: np.ndarray, word_line: np.ndarray):
         """Entity runs of consecutive words: first and last word, type and mean tag probability."""
         crf = getattr(self.model, "crf", None)
-        if crf is not None:
-            tag_ids = crf.viterbi(np.log(np.maximum(probs, 1e-12)), word_line)
+        if crf is not None or self.outside_bias:
+            scores = np.log(np.maximum(probs, 1e-12))
+            scores[:, self._outside] -= self.outside_bias
+            tag_ids = crf.viterbi(scores, word_line) if crf is not None else scores.argmax(-1)
         else:
             tag_ids = probs.argmax(-1)
         tag_p = probs[np.arange(len(tag_ids)), tag_ids]

@@ -73,7 +73,8 @@ class JointConfig(PreTrainedConfig):
                  line_pooling: str = "mean", lexical_tags: bool = False, line_buckets: int = 0,
                  line_feature_dim: int = 32, section_crf: bool = False, line_tags: bool = False,
                  lexical_clusters: list[int] | None = None, line_topic: bool = False,
-                 section_once: list[str] | None = None, line_clusters: int = 0, **kwargs):
+                 section_once: list[str] | None = None, line_clusters: int = 0, ner_outside_bias: float = 0.0,
+                 **kwargs):
         if line_pooling not in LINE_POOLINGS:
             raise ValueError(f"line_pooling {line_pooling!r}: use one of {', '.join(LINE_POOLINGS)}")
         if isinstance(encoder, PreTrainedConfig):
@@ -115,6 +116,9 @@ class JointConfig(PreTrainedConfig):
         # Section labels that a page has at most one section of (e.g. [title]): the Tagger's Viterbi over
         # the lines keeps to it (LinearChainCRF.viterbi_once).
         self.section_once = check_section_once(section_once) or None
+        # Subtracted from the log-probability of the NER tag O before decoding (Tagger): > 0 trades
+        # precision for recall. Chosen on dev after training (training.outside_bias_grid); 0: none.
+        self.ner_outside_bias = float(ner_outside_bias or 0.0)
         super().__init__(**kwargs)
 
     @property

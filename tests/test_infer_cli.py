@@ -167,6 +167,21 @@ def test_stream_and_overlap_options(tiny_model_dir, tmp_path, capsys):
     capsys.readouterr()
     assert run(tiny_model_dir, inp, tmp_path / "bad2.jsonl", "--section-once", "titel") == 2
     assert "'titel'" in capsys.readouterr().err and not (tmp_path / "bad2.jsonl").exists()
+    # --outside-bias: 0 is the tiny model's own (no bias chosen); a large negative bias leaves no entity,
+    # a large positive one puts every word in one; not a number: exit 2
+    assert run(tiny_model_dir, inp, tmp_path / "b0.jsonl", "--outside-bias", "0") == 0
+    assert (tmp_path / "b0.jsonl").read_bytes() == outs["one"].read_bytes()
+    assert run(tiny_model_dir, inp, tmp_path / "neg.jsonl", "--outside-bias", "-50") == 0
+    assert all(not r["entities"] for r in records(tmp_path / "neg.jsonl"))
+    assert run(tiny_model_dir, inp, tmp_path / "pos.jsonl", "--outside-bias", "50") == 0
+    for rec, text in zip(records(tmp_path / "pos.jsonl"), texts):
+        assert_valid_result(rec, text)
+        starts = Page.from_dict({"id": rec["id"], "text": text}).words[:, 0]
+        inside = sum(int(((starts >= e["start"]) & (starts < e["end"])).sum()) for e in rec["entities"])
+        assert inside == len(starts)
+    with pytest.raises(SystemExit) as exc:
+        run(tiny_model_dir, inp, tmp_path / "nan.jsonl", "--outside-bias", "nan")
+    assert exc.value.code == 2
 
 
 def test_bad_input_gives_one_line_per_record_naming_line_and_field(tiny_model_dir, tmp_path):

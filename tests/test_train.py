@@ -184,6 +184,7 @@ def test_entity_regions_mask_ner_loss_outside(tiny):
     ("training.metric_for_best_model=eval_bogus", "training.metric_for_best_model"),
     ("training.window_stride=500", "training.window_stride"),
     ("training.streams=3", "training.streams"),
+    ("training.outside_bias_grid=[0, .nan]", "training.outside_bias_grid"),
     ("model.lexical_tags=true", "model.lexical_tags"),  # the tiny config has no lexical features
     ("data.train.0.augment=0.5", "data.train[0].augment"),  # a pages source: only builder pages are made up
     ("data.train.0.augment=1.5", "data.train[0].augment"),
@@ -404,3 +405,49 @@ def test_shipped_configs_load_and_pass_the_cross_checks(name, monkeypatch):
     monkeypatch.setattr(cli, "check_paths", lambda c: None)
     parsed = cli.parse([path, *extra])
     assert parsed.model == load_config(RunConfig, path, extra).model and parsed.data.train
+
+
+def _entity_words(page: Page, rec: dict) -> int:
+    starts = page.words[:, 0]
+    return sum(int(((starts >= e["start"]) & (starts < e["end"])).sum()) for e in rec["entities"])
+
+
+def test_outside_bias_trades_o_for_entities_and_redecoding_equals_tagging(tiny):
+    """One model pass decoded with several outside biases gives exactly what a Tagger made with each bias
+    gives; a large negative bias leaves no entity, and a larger bias never tags fewer words as entities."""
+    model, tok, _, _ = tiny
+    pages = synthetic_pages(3, seed=11)
+    grid = [-50.0, 0.0, 1.0, 3.0, 50.0]
+    tagger = Tagger(model, tok, device="cpu")
+    many = tagger.tag_block_biases(pages, grid)
+    assert tagger.outside_bias == 0.0  # left as it was
+    for b in grid:
+        assert many[b] == Tagger(model, tok, device="cpu", outside_bias=b).tag_block(pages), b
+    assert all(not r["entities"] for r in many[-50.0])
+    words = [sum(_entity_words(p, r) for p, r in zip(pages, many[b])) for b in grid]
+    assert words == sorted(words) and words[-1] > words[1], words
+    assert words[-1] == sum(len(p.words) for p in pages)  # O never wins at +50
+    with pytest.raises(ValueError, match="outside_bias"):
+        Tagger(model, tok, device="cpu", outside_bias=float("nan"))
+
+
+def test_outside_bias_chosen_on_dev_is_saved_and_reproduced(data_files, tmp_path, capsys):
+    """training.outside_bias_grid: every bias scored on dev, the best kept in the saved config, and the
+    saved model tags dev to exactly that score."""
+    cfg = tiny_config(tmp_path, *data_files)
+    out = tmp_path / "model"
+    grid = [0.0, 0.5, 2.0]
+    assert main([str(cfg), *TINY_OVERRIDES, "training.num_train_epochs=2", "training.outside_bias_grid=[0, 0.5, 2]"]) == 0
+    assert "NER outside bias on dev: 0: " in capsys.readouterr().err
+    metrics = json.loads((out / "metrics.json").read_text())
+    f1 = {float(k): v for k, v in metrics["train"]["ner_outside_bias_dev_f1"].items()}
+    assert sorted(f1) == grid
+    best = metrics["train"]["ner_outside_bias"]
+    assert f1[best] == max(f1.values())
+    assert json.loads((out / "config.json").read_text())["ner_outside_bias"] == best
+    assert metrics["dev"]["entity_micro_f1"] == pytest.approx(f1[best], abs=1e-6)
+    dev = [_page(json.loads(line)) for line in data_files[1].read_text().splitlines() if line.strip()]
+    tagger = Tagger.from_pretrained(out, device="cpu")
+    assert tagger.outside_bias == best
+    again = dev_scores(dev, list(tagger.tag(dev)), tagger.entity_types)["flat"]["entity_micro_f1"]
+    assert again == pytest.approx(f1[best], abs=1e-6)

@@ -16,6 +16,7 @@ import dataclasses
 import datetime as dt
 import importlib.util
 import json
+import math
 import os
 import platform
 import shutil
@@ -97,6 +98,9 @@ def parse(argv: list[str]) -> RunConfig:
     if t.lexical_tags_folds > 1 and not (cfg.model.lexical_tags and t.lexical_tags_fit == "crf"):
         raise ConfigError("training.lexical_tags_folds: out-of-fold scores are made by the CRF fit; set "
                           "model.lexical_tags: true and training.lexical_tags_fit: crf")
+    for b in t.outside_bias_grid or []:
+        if not math.isfinite(b):
+            raise ConfigError(f"training.outside_bias_grid: {b} is not a finite number")
     if cfg.training.streams not in (None, 1, 2):
         raise ConfigError(f"training.streams: {cfg.training.streams} must be 1, 2 or null (auto)")
     known = {f.name for f in dataclasses.fields(TrainingArguments)}
@@ -411,6 +415,15 @@ def main(argv: list[str] | None = None) -> int:
     summary = {**result.metrics, "global_step": trainer.state.global_step,
                "best_checkpoint": trainer.state.best_model_checkpoint, "best_metric": trainer.state.best_metric,
                "input_tokens_seen": tokens, "train_tokens_per_second": round(tokens / runtime, 1) if runtime else None}
+    if cfg.training.outside_bias_grid:
+        if any(p.ner_regions for p in dev):
+            bias, f1 = trainer.tune_outside_bias(cfg.training.outside_bias_grid)
+            summary["ner_outside_bias"] = bias
+            summary["ner_outside_bias_dev_f1"] = {str(b): round(v, 6) for b, v in f1.items()}
+            print("NER outside bias on dev: " + ", ".join(f"{b:g}: {100 * v:.2f}" for b, v in f1.items())
+                  + f"; kept {bias:g}", file=sys.stderr)
+        else:
+            print("training.outside_bias_grid: the dev pages have no entities; no bias chosen", file=sys.stderr)
     trainer.evaluate()  # the kept (best) model, scored by the same code as every epoch
     scores = trainer.last_eval
     if trainer.is_world_process_zero():

@@ -162,6 +162,11 @@ class TrainingConfig:
     metric_for_best_model: str = field(default="eval_combined_f1", metadata={
         "help": "dev metric that picks the best epoch: eval_entity_micro_f1, eval_section_macro_f1, "
                 "eval_section_accuracy, eval_combined_f1 (mean of entity micro-F1 and section macro-F1), ..."})
+    outside_bias_grid: list[float] | None = field(default=None, metadata={
+        "help": "after training: NER outside biases (subtracted from the tag O's log-probability before decoding; "
+                "> 0 trades precision for recall) tried on the dev pages with the kept model, the one with the best "
+                "dev entity micro-F1 saved as the model config's ner_outside_bias (ties: the nearest 0); "
+                "e.g. [0, 0.5, 1, 1.5]. null: 0, no tuning"})
     save_total_limit: int | None = field(default=2, metadata={"help": "checkpoints kept (best and last)"})
     logging_steps: int = field(default=10, metadata={"help": "log every N steps"})
     seed: int = field(default=42, metadata={"help": "random seed"})

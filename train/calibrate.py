@@ -1,0 +1,98 @@
+"""Choose a saved model's NER outside bias on dev pages:
+
+    python -m train.calibrate --model DIR [--pages DEV.jsonl ...] [--grid 0,0.25,0.5,...] [--dry-run]
+
+The bias is subtracted from the NER tag O's log-probability before decoding (``Tagger(outside_bias=)``);
+above 0 it trades precision for recall. The pages are tagged once and decoded with every bias of the grid
+(:func:`train.trainer.choose_outside_bias`); the one with the best entity micro-F1 (ties: the one nearest
+0) is written into ``DIR/config.json`` as ``ner_outside_bias``, which ``python -m infer`` and every
+``Tagger.from_pretrained`` then use, and the F1 of each bias into ``DIR/calibration.json``.
+
+The dev pages are the training run's own (``data.dev`` of ``DIR/config.yaml``, read from the current
+folder as training read them) unless ``--pages`` names labelled page JSONL files. Training does the same
+at its end with ``training.outside_bias_grid``. Never calibrate on test pages.
+"""
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import math
+import sys
+from pathlib import Path
+
+DEFAULT_GRID = "0,0.25,0.5,0.75,1,1.25,1.5,2"
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    ap = argparse.ArgumentParser(prog="python -m train.calibrate", description=__doc__.split("\n\n")[0].rstrip(":") + ".",
+                                 epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--model", required=True, help="a saved joint model folder (python -m train output)")
+    ap.add_argument("--pages", nargs="+", help="labelled dev page JSONL (default: the run's data.dev)")
+    ap.add_argument("--grid", default=DEFAULT_GRID, help=f"biases to try, comma-separated (default {DEFAULT_GRID})")
+    ap.add_argument("--device", default="auto")
+    ap.add_argument("--dry-run", action="store_true", help="print the figures, write nothing")
+    args = ap.parse_args(argv)
+    try:
+        args.grid = [float(b) for b in args.grid.split(",") if b.strip()]
+    except ValueError:
+        ap.error(f"--grid {args.grid!r}: give comma-separated numbers")
+    if not args.grid or not all(math.isfinite(b) for b in args.grid):
+        ap.error(f"--grid {args.grid!r}: give one finite number or more")
+    return args
+
+
+def dev_of_run(model_dir: Path):
+    """The dev pages of the training run that wrote ``model_dir`` (its resolved ``config.yaml``)."""
+    from train.config import RunConfig, load_config
+    from train.data import dev_pages
+
+    path = model_dir / "config.yaml"
+    if not path.is_file():
+        raise FileNotFoundError(f"{path} not found: give the dev pages with --pages")
+    cfg = load_config(RunConfig, path)
+    return dev_pages(cfg.data, cfg.training.seed), ", ".join(p for s in cfg.data.dev for p in s.paths + s.news)
+
+
+def main(argv=None) -> int:
+    args = parse_args(argv)
+    model_dir = Path(args.model)
+    if not (model_dir / "config.json").is_file():
+        print(f"error: {model_dir}: not a saved model folder (no config.json)", file=sys.stderr)
+        return 2
+    from data.schema import load_pages
+    from infer.tagger import Tagger
+    from train.report import write_json
+    from train.trainer import choose_outside_bias
+
+    try:
+        if args.pages:
+            pages = [p for path in args.pages for p in load_pages(path)]
+            source = ", ".join(args.pages)
+        else:
+            pages, source = dev_of_run(model_dir)
+    except (OSError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    if not any(p.ner_regions for p in pages):
+        print(f"error: the dev pages ({source}) have no entity annotation to choose a bias on", file=sys.stderr)
+        return 2
+    tagger = Tagger.from_pretrained(model_dir, device=args.device, outside_bias=0.0)
+    best, f1 = choose_outside_bias(tagger, pages, args.grid, progress=True)
+    was = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("ner_outside_bias", 0.0)
+    for b in args.grid:
+        print(f"outside bias {b:g}: entity micro-F1 {100 * f1[b]:.2f}{'  <- kept' if b == best else ''}")
+    print(f"{len(pages)} dev pages ({source}); the model's bias was {was:g}, now {best:g}"
+          + (" (dry run: nothing written)" if args.dry_run else ""))
+    if not args.dry_run:
+        cfg = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+        cfg["ner_outside_bias"] = best
+        write_json(model_dir / "config.json", cfg)
+        write_json(model_dir / "calibration.json", {
+            "ner_outside_bias": best, "previous": was, "dev_entity_micro_f1": {f"{b:g}": round(v, 6) for b, v in f1.items()},
+            "pages": len(pages), "source": source, "date": dt.date.today().isoformat()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
