@@ -47,6 +47,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="subtract X from the NER tag O's log-probability before decoding: > 0 finds more entities "
                          "(recall up, precision down), < 0 fewer (default: the model's config.ner_outside_bias, "
                          "chosen on dev by training.outside_bias_grid, else 0)")
+    ap.add_argument("--section-bias", metavar="LABEL=X,...", default=None,
+                    help="added to these section labels' log-probabilities before the section decoding, e.g. "
+                         "title=-1.5,boilerplate=1 (default: the model's config.section_label_bias, chosen on dev by "
+                         "training.section_bias_rounds; 'none' for none)")
     ap.add_argument("--device", choices=("cpu", "cuda", "auto"), default="auto")
     ap.add_argument("--dtype", choices=("float32", "bfloat16", "float16", "auto"), default="auto")
     ap.add_argument("--no-text", action="store_true", help="leave 'text' out of the output records")
@@ -57,6 +61,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = ap.parse_args(argv)
     if args.outside_bias is not None and not math.isfinite(args.outside_bias):
         ap.error(f"--outside-bias {args.outside_bias}: give a finite number")
+    if args.section_bias is not None:
+        from infer.tagger import parse_section_bias
+
+        try:
+            args.section_bias = parse_section_bias(args.section_bias)
+        except ValueError as err:
+            ap.error(f"--section-bias: {err}")
     if args.block_size < 1 or args.batch_tokens < 1:
         ap.error("--block-size and --batch-tokens must be positive")
     return args
@@ -117,7 +128,8 @@ def main(argv: list[str] | None = None) -> int:
                                             windows=args.windows, backend=args.backend, quantize=args.quantize,
                                             streams=args.streams, overlap=args.overlap,
                                             section_once=parse_section_once(args.section_once),
-                                            outside_bias=args.outside_bias)
+                                            outside_bias=args.outside_bias,
+                                            section_bias=args.section_bias)
         except (FileNotFoundError, ValueError, OSError, RuntimeError, AssertionError, ImportError) as err:
             raise JobError(f"cannot load the model from {args.model}: {err}") from None
         max_chars = args.max_chars if args.max_chars is not None else getattr(tagger, "max_chars", 5_000_000)

@@ -53,12 +53,63 @@ def quantize_encoder(model, how: str, device: torch.device):
     return model
 
 
+def check_outside_bias(value) -> float:
+    """The NER outside bias as a float; ``ValueError`` when it is not a finite number."""
+    try:
+        b = float(value or 0.0)
+    except (TypeError, ValueError):
+        raise ValueError(f"outside_bias {value!r}: give a finite number") from None
+    if not np.isfinite(b):
+        raise ValueError(f"outside_bias {value!r}: give a finite number")
+    return b
+
+
+def check_section_bias(value) -> dict[str, float]:
+    """Section label -> bias (finite numbers, known labels; ``None``: none); ``ValueError`` naming the
+    bad label or value."""
+    if not value:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"section_bias {value!r}: give a mapping of section label to number")
+    known = {t[2:] for t in SECTION_TAGS.tags}
+    out = {}
+    for label, b in value.items():
+        if label not in known:
+            raise ValueError(f"section_bias: unknown section label {label!r}; known: {', '.join(sorted(known))}")
+        try:
+            out[label] = float(b)
+        except (TypeError, ValueError):
+            raise ValueError(f"section_bias[{label!r}] {b!r}: give a finite number") from None
+        if not np.isfinite(out[label]):
+            raise ValueError(f"section_bias[{label!r}] {b!r}: give a finite number")
+    return out
+
+
+def parse_section_bias(value: str | None) -> dict[str, float] | None:
+    """``"title=-1.5,boilerplate=1"`` (the CLI's form) -> a dict; ``"none"`` -> {}; ``None`` -> None."""
+    if value is None:
+        return None
+    if value.strip().lower() == "none":
+        return {}
+    out = {}
+    for item in value.split(","):
+        label, sep, b = item.partition("=")
+        if not sep or not label.strip():
+            raise ValueError(f"section bias {item!r}: write LABEL=NUMBER, e.g. title=-1.5")
+        try:
+            out[label.strip()] = float(b)
+        except ValueError:
+            raise ValueError(f"section bias {item!r}: {b!r} is not a number") from None
+    return check_section_bias(out)
+
+
 class Tagger:
     def __init__(self, model, tokenizer, device=None, dtype=None, batch_tokens: int = 16384,
                  block_size: int = 256, max_chars: int = DEFAULT_MAX_CHARS, quantize: str | None = None,
                  compile: bool = False, windows: str | None = None, prefetch: bool | None = None,
                  backend: str = "torch", streams: int | None = None, overlap: str = "central",
-                 section_once: Sequence[str] | None = None, outside_bias: float | None = None):
+                 section_once: Sequence[str] | None = None, outside_bias: float | None = None,
+                 section_bias: dict[str, float] | None = None):
         self.device = resolve_device(device)
         # Where windows overlap, "central": each word's tag comes from the window where it has the most
         # context; "longest": the HF pipeline's rule (entities decoded in every window, and of two that
@@ -105,10 +156,13 @@ class Tagger:
         once = getattr(cfg, "section_once", None) if section_once is None else section_once
         # Subtracted from the NER tag O's log-probability before decoding (> 0: more entities, higher
         # recall, lower precision); default: the model config's ``ner_outside_bias`` (chosen on dev).
-        self.outside_bias = float(getattr(cfg, "ner_outside_bias", 0.0) if outside_bias is None else outside_bias)
-        if not np.isfinite(self.outside_bias):
-            raise ValueError(f"outside_bias {self.outside_bias!r}: give a finite number")
+        self.outside_bias = check_outside_bias(getattr(cfg, "ner_outside_bias", 0.0) if outside_bias is None
+                                               else outside_bias)
         self._outside = self.ner_tags.tags.index("O")
+        # Added to each section label's log-probabilities (its B- and I- tags) before the section decoding;
+        # default: the model config's ``section_label_bias`` (chosen on dev), {} for none.
+        self.section_bias = check_section_bias(getattr(cfg, "section_label_bias", None) if section_bias is None
+                                               else section_bias)
         self.section_once = check_section_once(once)
         tags = SECTION_TAGS.tags
         self._once_masks = [np.array([t == f"B-{lab}" for t in tags]) for lab in self.section_once]
@@ -174,30 +228,14 @@ class Tagger:
                 yield from self.tag_block(block, feats)
 
     def tag_block(self, pages: list[Page], feats: list[dict] | None = None) -> list[dict]:
-        feats, ner_probs, sec_probs, per_window = self._block_outputs(pages, feats)
-        return self._decode_block(pages, feats, ner_probs, sec_probs, per_window)
-
-    def tag_block_biases(self, pages: list[Page], biases: Sequence[float]) -> dict[float, list[dict]]:
-        """The records of ``pages`` decoded with each NER ``outside_bias`` of ``biases``, from one pass of
-        the model (only the decoding is repeated); ``self.outside_bias`` is left as it was."""
-        outs = self._block_outputs(pages, None)
-        kept, result = self.outside_bias, {}
-        try:
-            for b in biases:
-                self.outside_bias = float(b)
-                result[float(b)] = self._decode_block(pages, *outs)
-        finally:
-            self.outside_bias = kept
-        return result
-
-    def _decode_block(self, pages, feats, ner_probs, sec_probs, per_window) -> list[dict]:
-        return [self._decode(p, f, np_, sp, per_window[k] if per_window is not None else None)
-                for k, (p, f, np_, sp) in enumerate(zip(pages, feats, ner_probs, sec_probs))]
+        return self.decode_block(pages, self.block_outputs(pages, feats))
 
     @torch.inference_mode()
-    def _block_outputs(self, pages: list[Page], feats: list[dict] | None):
-        """A block's features, NER tag probabilities per word, section probabilities per line, and (with
-        the ``longest`` overlap rule) each window's NER probabilities."""
+    def block_outputs(self, pages: list[Page], feats: list[dict] | None = None) -> tuple:
+        """The model's part of tagging a block: its features, NER tag probabilities per word, section
+        probabilities per line, and (with the ``longest`` overlap rule) each window's NER probabilities.
+        :meth:`decode_block` turns them into records, as often as wanted (calibration decodes one pass
+        with many biases)."""
         enc = self.encoder
         if feats is None:
             feats = [enc.encode(p) for p in pages]
@@ -220,6 +258,22 @@ class Tagger:
 
         sec_probs = self._sections(feats, line_sums, line_counts, line_firsts)
         return feats, ner_probs, sec_probs, per_window
+
+    def decode_block(self, pages: list[Page], outputs: tuple, outside_bias: float | None = None,
+                     section_bias: dict[str, float] | None = None) -> list[dict]:
+        """The records of ``pages`` from their :meth:`block_outputs`, decoded with the Tagger's biases or
+        with the ones given here."""
+        feats, ner_probs, sec_probs, per_window = outputs
+        ob = self.outside_bias if outside_bias is None else check_outside_bias(outside_bias)
+        sb = self._section_bias_vector(self.section_bias if section_bias is None else check_section_bias(section_bias))
+        return [self._decode(p, f, np_, sp, per_window[k] if per_window is not None else None, ob, sb)
+                for k, (p, f, np_, sp) in enumerate(zip(pages, feats, ner_probs, sec_probs))]
+
+    @staticmethod
+    def _section_bias_vector(bias: dict[str, float]) -> np.ndarray | None:
+        if not any(bias.values()):
+            return None
+        return np.asarray([bias.get(t[2:], 0.0) for t in SECTION_TAGS.tags], dtype=np.float64)
 
     def _computed(self, batches, feats, plans) -> Iterator[tuple]:
         """Each batch's encoder and NER outputs, in batch order. With ``streams`` > 1 (CPU), that many
@@ -363,12 +417,12 @@ class Tagger:
         flush()
         return out  # type: ignore[return-value]
 
-    def _runs(self, probs: np.ndarray, word_line: np.ndarray):
+    def _runs(self, probs: np.ndarray, word_line: np.ndarray, outside_bias: float = 0.0):
         """Entity runs of consecutive words: first and last word, type and mean tag probability."""
         crf = getattr(self.model, "crf", None)
-        if crf is not None or self.outside_bias:
+        if crf is not None or outside_bias:
             scores = np.log(np.maximum(probs, 1e-12))
-            scores[:, self._outside] -= self.outside_bias
+            scores[:, self._outside] -= outside_bias
             tag_ids = crf.viterbi(scores, word_line) if crf is not None else scores.argmax(-1)
         else:
             tag_ids = probs.argmax(-1)
@@ -378,23 +432,26 @@ class Tagger:
         return first, last, types, (csum[last + 1] - csum[first]) / (last - first + 1)
 
     def _decode(self, page: Page, feat: dict, ner_probs: np.ndarray, sec_probs: np.ndarray,
-                per_window: dict | None = None) -> dict:
+                per_window: dict | None, outside_bias: float, section_bias: np.ndarray | None) -> dict:
         text = page.text
         chain = self._section_chain
+        sec_scores = np.log(np.maximum(sec_probs, 1e-12)) if chain is not None or section_bias is not None else sec_probs
+        if section_bias is not None:
+            sec_scores = sec_scores + section_bias
         if chain is None:
-            sec_ids = sec_probs.argmax(-1)
+            sec_ids = sec_scores.argmax(-1)
         else:
-            sec_ids = chain.viterbi_once(np.log(np.maximum(sec_probs, 1e-12)), self._once_masks, self._once_closed)
+            sec_ids = chain.viterbi_once(sec_scores, self._once_masks, self._once_closed)
         sections = SECTION_TAGS.decode(page.lines, sec_ids)
         spans = page.words
         if per_window is None:
-            first, last, types, scores = self._runs(ner_probs, feat["word_line"])
+            first, last, types, scores = self._runs(ner_probs, feat["word_line"], outside_bias)
             ent_starts, ent_ends = spans[first, 0], spans[last, 1]
         else:
             cands = []  # every window's entities, in window order
             for w in sorted(per_window):
                 wi, wp = per_window[w]
-                for f, la, t, sc in zip(*self._runs(wp, feat["word_line"][wi])):
+                for f, la, t, sc in zip(*self._runs(wp, feat["word_line"][wi], outside_bias)):
                     cands.append((spans[wi[f], 0], spans[wi[la], 1], t, sc))
             ent_starts, ent_ends, types, scores = _longest_of_overlaps(cands)
         sec_starts = np.asarray([s.start for s in sections], dtype=np.int64)

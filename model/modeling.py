@@ -74,7 +74,7 @@ class JointConfig(PreTrainedConfig):
                  line_feature_dim: int = 32, section_crf: bool = False, line_tags: bool = False,
                  lexical_clusters: list[int] | None = None, line_topic: bool = False,
                  section_once: list[str] | None = None, line_clusters: int = 0, ner_outside_bias: float = 0.0,
-                 **kwargs):
+                 section_label_bias: dict[str, float] | None = None, **kwargs):
         if line_pooling not in LINE_POOLINGS:
             raise ValueError(f"line_pooling {line_pooling!r}: use one of {', '.join(LINE_POOLINGS)}")
         if isinstance(encoder, PreTrainedConfig):
@@ -119,6 +119,9 @@ class JointConfig(PreTrainedConfig):
         # Subtracted from the log-probability of the NER tag O before decoding (Tagger): > 0 trades
         # precision for recall. Chosen on dev after training (training.outside_bias_grid); 0: none.
         self.ner_outside_bias = float(ner_outside_bias or 0.0)
+        # Added to each section label's log-probabilities before the section decoding (Tagger), e.g.
+        # {"title": -1.5}; chosen on dev after training (training.section_bias_rounds); None: none.
+        self.section_label_bias = dict(section_label_bias) if section_label_bias else None
         super().__init__(**kwargs)
 
     @property

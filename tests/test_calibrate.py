@@ -19,28 +19,35 @@ def _dev(model_dir):
     return path, [Page.from_dict(json.loads(line)) for line in open(path, encoding="utf-8") if line.strip()]
 
 
-def test_calibrate_writes_the_best_dev_bias_and_the_tagger_uses_it(tiny_model_dir, tmp_path, capsys):
+def test_calibrate_writes_the_best_dev_biases_and_the_tagger_uses_them(tiny_model_dir, tmp_path, capsys):
     model = tmp_path / "m"
     shutil.copytree(tiny_model_dir, model)
     path, dev = _dev(model)
+    before = (model / "config.json").read_bytes()
     assert main(["--model", str(model), "--grid=-1,0,0.5,1,3", "--dry-run"]) == 0
-    assert "nothing written" in capsys.readouterr().out
-    assert json.loads((model / "config.json").read_text()).get("ner_outside_bias", 0.0) == 0.0
-    assert not (model / "calibration.json").exists()
+    dry = capsys.readouterr().out
+    assert "nothing written" in dry and "NER outside bias on dev" in dry and "section label biases" in dry
+    assert (model / "config.json").read_bytes() == before and not (model / "calibration.json").exists()
 
     assert main(["--model", str(model), "--grid=-1,0,0.5,1,3"]) == 0  # dev: the run's own data.dev
     cal = json.loads((model / "calibration.json").read_text())
-    f1 = {float(k): v for k, v in cal["dev_entity_micro_f1"].items()}
+    f1 = {float(k): v for k, v in cal["ner_outside_bias_dev_f1"].items()}
     best = cal["ner_outside_bias"]
     assert sorted(f1) == [-1.0, 0.0, 0.5, 1.0, 3.0] and f1[best] == max(f1.values())
     assert len(set(f1.values())) > 1  # the bias does move the dev score
-    assert json.loads((model / "config.json").read_text())["ner_outside_bias"] == best
+    history = cal["section_bias_dev_macro_f1"]
+    assert len(history) == 3 and history == sorted(history)  # 2 rounds, never worse
+    saved = json.loads((model / "config.json").read_text())
+    assert saved["ner_outside_bias"] == best and (saved["section_label_bias"] or {}) == cal["section_label_bias"]
     tagger = Tagger.from_pretrained(model, device="cpu")
-    assert tagger.outside_bias == best
-    got = dev_scores(dev, list(tagger.tag(dev)), tagger.entity_types)["flat"]["entity_micro_f1"]
-    assert got == pytest.approx(f1[best], abs=1e-6)
+    assert tagger.outside_bias == best and tagger.section_bias == cal["section_label_bias"]
+    got = dev_scores(dev, list(tagger.tag(dev)), tagger.entity_types)["flat"]
+    assert got["entity_micro_f1"] == pytest.approx(f1[best], abs=1e-6)
+    assert got["section_macro_f1"] == pytest.approx(history[-1], abs=1e-6)
+    capsys.readouterr()
     assert main(["--model", str(model), "--pages", path, "--grid=-1,0,0.5,1,3", "--dry-run"]) == 0
-    assert f"now {best:g}" in capsys.readouterr().out  # the same pages given by name: the same choice
+    again = capsys.readouterr().out  # the same pages given by name: the same choice
+    assert f"kept {best:g}" in again
 
 
 def test_calibrate_errors_exit_2(tiny_model_dir, tmp_path, capsys):
@@ -49,12 +56,12 @@ def test_calibrate_errors_exit_2(tiny_model_dir, tmp_path, capsys):
     unlabelled = tmp_path / "plain.jsonl"
     unlabelled.write_text(json.dumps({"id": "a", "text": "نص بلا وسوم"}, ensure_ascii=False) + "\n", encoding="utf-8")
     assert main(["--model", str(tiny_model_dir), "--pages", str(unlabelled), "--dry-run"]) == 2
-    assert "no entity annotation" in capsys.readouterr().err
+    assert "no entity or section annotation" in capsys.readouterr().err
     bad = tmp_path / "bad.jsonl"
     bad.write_text('{"id": "a", "text": 5}\n', encoding="utf-8")
     assert main(["--model", str(tiny_model_dir), "--pages", str(bad), "--dry-run"]) == 2
     assert "line 1" in capsys.readouterr().err
-    for grid in ("a,b", "nan", ","):
+    for bad in (["--grid", "a,b"], ["--grid", "nan"], ["--grid", ","], ["--section-rounds", "-1"]):
         with pytest.raises(SystemExit) as exc:
-            main(["--model", str(tiny_model_dir), "--grid", grid])
+            main(["--model", str(tiny_model_dir), *bad])
         assert exc.value.code == 2

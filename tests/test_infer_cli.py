@@ -182,6 +182,17 @@ def test_stream_and_overlap_options(tiny_model_dir, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
         run(tiny_model_dir, inp, tmp_path / "nan.jsonl", "--outside-bias", "nan")
     assert exc.value.code == 2
+    # --section-bias LABEL=X: a large one puts every line under that label; 'none' is the tiny model's own
+    assert run(tiny_model_dir, inp, tmp_path / "rel.jsonl", "--section-bias", "related=80") == 0
+    for rec, text in zip(records(tmp_path / "rel.jsonl"), texts):
+        assert_valid_result(rec, text)
+        assert {s["label"] for s in rec["sections"]} <= {"related"}
+    assert run(tiny_model_dir, inp, tmp_path / "sb0.jsonl", "--section-bias", "none") == 0
+    assert (tmp_path / "sb0.jsonl").read_bytes() == outs["one"].read_bytes()
+    for bad in ("titel=1", "title", "title=x"):
+        with pytest.raises(SystemExit) as exc:
+            run(tiny_model_dir, inp, tmp_path / "bad3.jsonl", "--section-bias", bad)
+        assert exc.value.code == 2
 
 
 def test_bad_input_gives_one_line_per_record_naming_line_and_field(tiny_model_dir, tmp_path):

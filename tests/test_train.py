@@ -185,6 +185,7 @@ def test_entity_regions_mask_ner_loss_outside(tiny):
     ("training.window_stride=500", "training.window_stride"),
     ("training.streams=3", "training.streams"),
     ("training.outside_bias_grid=[0, .nan]", "training.outside_bias_grid"),
+    ("training.section_bias_rounds=-1", "training.section_bias_rounds"),
     ("model.lexical_tags=true", "model.lexical_tags"),  # the tiny config has no lexical features
     ("data.train.0.augment=0.5", "data.train[0].augment"),  # a pages source: only builder pages are made up
     ("data.train.0.augment=1.5", "data.train[0].augment"),
@@ -419,10 +420,12 @@ def test_outside_bias_trades_o_for_entities_and_redecoding_equals_tagging(tiny):
     pages = synthetic_pages(3, seed=11)
     grid = [-50.0, 0.0, 1.0, 3.0, 50.0]
     tagger = Tagger(model, tok, device="cpu")
-    many = tagger.tag_block_biases(pages, grid)
-    assert tagger.outside_bias == 0.0  # left as it was
+    outs = tagger.block_outputs(pages)
+    many = {b: tagger.decode_block(pages, outs, outside_bias=b) for b in grid}
+    assert tagger.decode_block(pages, outs) == many[0.0] == tagger.tag_block(pages)
     for b in grid:
         assert many[b] == Tagger(model, tok, device="cpu", outside_bias=b).tag_block(pages), b
+        assert [r["sections"] for r in many[b]] == [r["sections"] for r in many[0.0]]  # sections unmoved
     assert all(not r["entities"] for r in many[-50.0])
     words = [sum(_entity_words(p, r) for p, r in zip(pages, many[b])) for b in grid]
     assert words == sorted(words) and words[-1] > words[1], words
@@ -431,23 +434,56 @@ def test_outside_bias_trades_o_for_entities_and_redecoding_equals_tagging(tiny):
         Tagger(model, tok, device="cpu", outside_bias=float("nan"))
 
 
-def test_outside_bias_chosen_on_dev_is_saved_and_reproduced(data_files, tmp_path, capsys):
-    """training.outside_bias_grid: every bias scored on dev, the best kept in the saved config, and the
-    saved model tags dev to exactly that score."""
+def test_section_bias_moves_lines_to_a_label_and_redecoding_equals_tagging(tiny):
+    """A large section bias toward a label puts every line in it; the model config's biases are the
+    default; bad labels or values are errors naming them."""
+    model, tok, _, _ = tiny
+    pages = synthetic_pages(3, seed=12)
+    tagger = Tagger(model, tok, device="cpu")
+    outs = tagger.block_outputs(pages)
+    plain = tagger.decode_block(pages, outs)
+    toward = tagger.decode_block(pages, outs, section_bias={"related": 80.0})
+    assert toward == Tagger(model, tok, device="cpu", section_bias={"related": 80.0}).tag_block(pages)
+    assert {s["label"] for r in toward for s in r["sections"]} == {"related"}
+    assert {s["label"] for r in plain for s in r["sections"]} != {"related"}
+    assert [r["entities"] for r in toward] == [[{**e, "section": "related"} for e in r["entities"]] for r in plain]
+    model.config.section_label_bias = {"related": 80.0}
+    try:
+        assert Tagger(model, tok, device="cpu").tag_block(pages) == toward
+        assert Tagger(model, tok, device="cpu", section_bias={}).tag_block(pages) == plain
+    finally:
+        model.config.section_label_bias = None
+    for bad, what in (({"titel": 1.0}, "titel"), ({"title": float("inf")}, "title"), ({"title": "x"}, "title")):
+        with pytest.raises(ValueError, match=what):
+            Tagger(model, tok, device="cpu", section_bias=bad)
+
+
+def test_biases_chosen_on_dev_are_saved_and_reproduced(data_files, tmp_path, capsys):
+    """training.outside_bias_grid and training.section_bias_rounds: every outside bias scored on dev, the
+    best kept; section biases only ever raise dev section macro-F1; both saved in the config, and the saved
+    model tags dev to exactly the final dev scores."""
     cfg = tiny_config(tmp_path, *data_files)
     out = tmp_path / "model"
     grid = [0.0, 0.5, 2.0]
-    assert main([str(cfg), *TINY_OVERRIDES, "training.num_train_epochs=2", "training.outside_bias_grid=[0, 0.5, 2]"]) == 0
-    assert "NER outside bias on dev: 0: " in capsys.readouterr().err
+    assert main([str(cfg), *TINY_OVERRIDES, "training.num_train_epochs=2", "training.outside_bias_grid=[0, 0.5, 2]",
+                 "training.section_bias_rounds=1"]) == 0
+    err = capsys.readouterr().err
+    assert "NER outside bias on dev: 0: " in err and "section label biases on dev: " in err
     metrics = json.loads((out / "metrics.json").read_text())
     f1 = {float(k): v for k, v in metrics["train"]["ner_outside_bias_dev_f1"].items()}
     assert sorted(f1) == grid
     best = metrics["train"]["ner_outside_bias"]
     assert f1[best] == max(f1.values())
-    assert json.loads((out / "config.json").read_text())["ner_outside_bias"] == best
+    history = metrics["train"]["section_bias_dev_macro_f1"]
+    assert len(history) == 2 and history[1] >= history[0]
+    saved = json.loads((out / "config.json").read_text())
+    assert saved["ner_outside_bias"] == best
+    assert (saved["section_label_bias"] or {}) == metrics["train"]["section_label_bias"]
     assert metrics["dev"]["entity_micro_f1"] == pytest.approx(f1[best], abs=1e-6)
+    assert metrics["dev"]["section_macro_f1"] == pytest.approx(history[-1], abs=1e-6)
     dev = [_page(json.loads(line)) for line in data_files[1].read_text().splitlines() if line.strip()]
     tagger = Tagger.from_pretrained(out, device="cpu")
     assert tagger.outside_bias == best
-    again = dev_scores(dev, list(tagger.tag(dev)), tagger.entity_types)["flat"]["entity_micro_f1"]
-    assert again == pytest.approx(f1[best], abs=1e-6)
+    again = dev_scores(dev, list(tagger.tag(dev)), tagger.entity_types)["flat"]
+    assert again["entity_micro_f1"] == pytest.approx(f1[best], abs=1e-6)
+    assert again["section_macro_f1"] == pytest.approx(history[-1], abs=1e-6)

@@ -98,6 +98,8 @@ def parse(argv: list[str]) -> RunConfig:
     if t.lexical_tags_folds > 1 and not (cfg.model.lexical_tags and t.lexical_tags_fit == "crf"):
         raise ConfigError("training.lexical_tags_folds: out-of-fold scores are made by the CRF fit; set "
                           "model.lexical_tags: true and training.lexical_tags_fit: crf")
+    if t.section_bias_rounds < 0:
+        raise ConfigError(f"training.section_bias_rounds: {t.section_bias_rounds} must be 0 or more")
     for b in t.outside_bias_grid or []:
         if not math.isfinite(b):
             raise ConfigError(f"training.outside_bias_grid: {b} is not a finite number")
@@ -108,6 +110,21 @@ def parse(argv: list[str]) -> RunConfig:
         if k not in known:
             raise ConfigError(f"unknown key 'training.args.{k}': not a transformers TrainingArguments field")
     return cfg
+
+
+def describe_calibration(chosen: dict) -> str:
+    """One line per bias that calibration chose (train.trainer.apply_calibration's summary)."""
+    lines = []
+    if "ner_outside_bias" in chosen:
+        lines.append("NER outside bias on dev: " + ", ".join(
+            f"{b}: {100 * v:.2f}" for b, v in chosen["ner_outside_bias_dev_f1"].items())
+            + f" (entity micro-F1); kept {chosen['ner_outside_bias']:g}")
+    if "section_label_bias" in chosen:
+        h = chosen["section_bias_dev_macro_f1"]
+        kept = ", ".join(f"{k} {v:+g}" for k, v in sorted(chosen["section_label_bias"].items())) or "none"
+        lines.append(f"section label biases on dev: {kept} (section macro-F1 "
+                     + " -> ".join(f"{100 * v:.2f}" for v in h) + ")")
+    return "\n".join(lines) or "calibration: the dev pages have neither entities nor sections; nothing chosen"
 
 
 def check_best_metric(name: str, dev) -> None:
@@ -415,15 +432,10 @@ def main(argv: list[str] | None = None) -> int:
     summary = {**result.metrics, "global_step": trainer.state.global_step,
                "best_checkpoint": trainer.state.best_model_checkpoint, "best_metric": trainer.state.best_metric,
                "input_tokens_seen": tokens, "train_tokens_per_second": round(tokens / runtime, 1) if runtime else None}
-    if cfg.training.outside_bias_grid:
-        if any(p.ner_regions for p in dev):
-            bias, f1 = trainer.tune_outside_bias(cfg.training.outside_bias_grid)
-            summary["ner_outside_bias"] = bias
-            summary["ner_outside_bias_dev_f1"] = {str(b): round(v, 6) for b, v in f1.items()}
-            print("NER outside bias on dev: " + ", ".join(f"{b:g}: {100 * v:.2f}" for b, v in f1.items())
-                  + f"; kept {bias:g}", file=sys.stderr)
-        else:
-            print("training.outside_bias_grid: the dev pages have no entities; no bias chosen", file=sys.stderr)
+    if cfg.training.outside_bias_grid or cfg.training.section_bias_rounds > 0:
+        chosen = trainer.calibrate(cfg.training.outside_bias_grid, cfg.training.section_bias_rounds)
+        summary.update(chosen)
+        print(describe_calibration(chosen), file=sys.stderr)
     trainer.evaluate()  # the kept (best) model, scored by the same code as every epoch
     scores = trainer.last_eval
     if trainer.is_world_process_zero():

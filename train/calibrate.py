@@ -1,16 +1,23 @@
-"""Choose a saved model's NER outside bias on dev pages:
+"""Choose a saved model's decode-time biases on dev pages:
 
-    python -m train.calibrate --model DIR [--pages DEV.jsonl ...] [--grid 0,0.25,0.5,...] [--dry-run]
+    python -m train.calibrate --model DIR [--pages DEV.jsonl ...] [--grid=0,0.25,0.5,...] [--section-rounds N] [--dry-run]
 
-The bias is subtracted from the NER tag O's log-probability before decoding (``Tagger(outside_bias=)``);
-above 0 it trades precision for recall. The pages are tagged once and decoded with every bias of the grid
-(:func:`train.trainer.choose_outside_bias`); the one with the best entity micro-F1 (ties: the one nearest
-0) is written into ``DIR/config.json`` as ``ner_outside_bias``, which ``python -m infer`` and every
-``Tagger.from_pretrained`` then use, and the F1 of each bias into ``DIR/calibration.json``.
+- the NER outside bias, taken off the NER tag O's log-probability before decoding (``Tagger(outside_bias=)``;
+  above 0 it trades precision for recall): the one of ``--grid`` with the best entity micro-F1 (ties: the one
+  nearest 0);
+- per-label section biases, added to a section label's log-probabilities before the section decoding
+  (``Tagger(section_bias=)``): ``--section-rounds`` rounds of coordinate ascent on section macro-F1
+  (0: leave them).
+
+The pages are tagged once and decoded with every candidate (:mod:`train.trainer`'s ``model_outputs``,
+``choose_outside_bias``, ``choose_section_bias``). What is chosen is written into ``DIR/config.json``
+(``ner_outside_bias``, ``section_label_bias``), which ``python -m infer`` and every ``Tagger.from_pretrained``
+then use, and the scores into ``DIR/calibration.json``.
 
 The dev pages are the training run's own (``data.dev`` of ``DIR/config.yaml``, read from the current
 folder as training read them) unless ``--pages`` names labelled page JSONL files. Training does the same
-at its end with ``training.outside_bias_grid``. Never calibrate on test pages.
+at its end with ``training.outside_bias_grid`` and ``training.section_bias_rounds``. Never calibrate on
+test pages.
 """
 from __future__ import annotations
 
@@ -30,6 +37,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--model", required=True, help="a saved joint model folder (python -m train output)")
     ap.add_argument("--pages", nargs="+", help="labelled dev page JSONL (default: the run's data.dev)")
     ap.add_argument("--grid", default=DEFAULT_GRID, help=f"biases to try, comma-separated (default {DEFAULT_GRID})")
+    ap.add_argument("--section-rounds", type=int, default=2, metavar="N",
+                    help="rounds of coordinate ascent for the section label biases (default 2; 0: leave them)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dry-run", action="store_true", help="print the figures, write nothing")
     args = ap.parse_args(argv)
@@ -39,6 +48,8 @@ def parse_args(argv=None) -> argparse.Namespace:
         ap.error(f"--grid {args.grid!r}: give comma-separated numbers")
     if not args.grid or not all(math.isfinite(b) for b in args.grid):
         ap.error(f"--grid {args.grid!r}: give one finite number or more")
+    if args.section_rounds < 0:
+        ap.error(f"--section-rounds {args.section_rounds}: give 0 or more")
     return args
 
 
@@ -62,8 +73,9 @@ def main(argv=None) -> int:
         return 2
     from data.schema import load_pages
     from infer.tagger import Tagger
+    from train.__main__ import describe_calibration
     from train.report import write_json
-    from train.trainer import choose_outside_bias
+    from train.trainer import apply_calibration, model_outputs
 
     try:
         if args.pages:
@@ -74,23 +86,25 @@ def main(argv=None) -> int:
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if not any(p.ner_regions for p in pages):
-        print(f"error: the dev pages ({source}) have no entity annotation to choose a bias on", file=sys.stderr)
+    if not any(p.ner_regions for p in pages) and not (args.section_rounds and any(p.sections is not None for p in pages)):
+        print(f"error: the dev pages ({source}) have no entity or section annotation to choose biases on",
+              file=sys.stderr)
         return 2
-    tagger = Tagger.from_pretrained(model_dir, device=args.device, outside_bias=0.0)
-    best, f1 = choose_outside_bias(tagger, pages, args.grid, progress=True)
-    was = json.loads((model_dir / "config.json").read_text(encoding="utf-8")).get("ner_outside_bias", 0.0)
-    for b in args.grid:
-        print(f"outside bias {b:g}: entity micro-F1 {100 * f1[b]:.2f}{'  <- kept' if b == best else ''}")
-    print(f"{len(pages)} dev pages ({source}); the model's bias was {was:g}, now {best:g}"
+    tagger = Tagger.from_pretrained(model_dir, device=args.device, outside_bias=0.0, section_bias={})
+    outputs = model_outputs(tagger, pages, progress=True)
+    cfg = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
+    was = {k: cfg.get(k) for k in ("ner_outside_bias", "section_label_bias")}
+    chosen = apply_calibration(tagger.model.config, tagger, outputs, args.grid, args.section_rounds)
+    print(describe_calibration(chosen))
+    print(f"{len(pages)} dev pages ({source}); before: {json.dumps(was)}"
           + (" (dry run: nothing written)" if args.dry_run else ""))
     if not args.dry_run:
-        cfg = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-        cfg["ner_outside_bias"] = best
+        for key in ("ner_outside_bias", "section_label_bias"):
+            if key in chosen:
+                cfg[key] = chosen[key] or None
         write_json(model_dir / "config.json", cfg)
-        write_json(model_dir / "calibration.json", {
-            "ner_outside_bias": best, "previous": was, "dev_entity_micro_f1": {f"{b:g}": round(v, 6) for b, v in f1.items()},
-            "pages": len(pages), "source": source, "date": dt.date.today().isoformat()})
+        write_json(model_dir / "calibration.json", {**chosen, "previous": was, "pages": len(pages), "source": source,
+                                                    "date": dt.date.today().isoformat()})
     return 0
 
 

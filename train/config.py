@@ -167,6 +167,11 @@ class TrainingConfig:
                 "> 0 trades precision for recall) tried on the dev pages with the kept model, the one with the best "
                 "dev entity micro-F1 saved as the model config's ner_outside_bias (ties: the nearest 0); "
                 "e.g. [0, 0.5, 1, 1.5]. null: 0, no tuning"})
+    section_bias_rounds: int = field(default=0, metadata={
+        "help": "after training: per-label section biases (added to a label's log-probabilities before the "
+                "section decoding) chosen on the dev pages by this many rounds of coordinate ascent on section "
+                "macro-F1 (steps -1, -0.5, +0.5, +1 per label), saved as the model config's section_label_bias. "
+                "0: none"})
     save_total_limit: int | None = field(default=2, metadata={"help": "checkpoints kept (best and last)"})
     logging_steps: int = field(default=10, metadata={"help": "log every N steps"})
     seed: int = field(default=42, metadata={"help": "random seed"})

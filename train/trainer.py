@@ -40,28 +40,91 @@ def dev_scores(pages: Sequence[Page], records: Sequence[dict], types: Sequence[s
     return {"flat": flat, "entities": ents, "sections": secs}
 
 
-def choose_outside_bias(tagger: Tagger, pages: Sequence[Page], grid: Sequence[float],
-                        progress: bool = False) -> tuple[float, dict[float, float]]:
-    """Tag ``pages`` once and decode them with each NER outside bias of ``grid``
-    (:meth:`Tagger.tag_block_biases`: only the decoding is repeated). Returns the bias with the best entity
-    micro-F1 (ties: the one nearest 0) and the entity micro-F1 of each."""
+def model_outputs(tagger: Tagger, pages: Sequence[Page], progress: bool = False) -> list[tuple[list[Page], tuple]]:
+    """One pass of the model over ``pages``: each block and its :meth:`Tagger.block_outputs`, to be decoded
+    as often as wanted (:func:`decode_all`)."""
     from tqdm.auto import tqdm
 
     from infer.jobs import fixed_blocks
 
     pages = list(pages)
+    out = []
+    with tqdm(total=len(pages), desc="dev pages", unit="page", disable=not progress) as bar:
+        for block in fixed_blocks(pages, tagger.block_size):
+            out.append((block, tagger.block_outputs(block)))
+            bar.update(len(block))
+    return out
+
+
+def decode_all(tagger: Tagger, outputs: list[tuple[list[Page], tuple]], **biases) -> list[dict]:
+    """The records of every block of :func:`model_outputs`, decoded with ``biases`` (``outside_bias=``,
+    ``section_bias=``; default: the Tagger's own)."""
+    return [r for block, outs in outputs for r in tagger.decode_block(block, outs, **biases)]
+
+
+def choose_outside_bias(tagger: Tagger, outputs: list[tuple[list[Page], tuple]],
+                        grid: Sequence[float]) -> tuple[float, dict[float, float]]:
+    """The NER outside bias of ``grid`` whose decoding of ``outputs`` (:func:`model_outputs` of labelled
+    pages) has the best entity micro-F1 (ties: the one nearest 0), and the entity micro-F1 of each."""
     grid = [float(b) for b in grid]
     if not grid:
         raise ValueError("no outside bias to try")
-    records: dict[float, list[dict]] = {b: [] for b in grid}
-    with tqdm(total=len(pages), desc="outside bias (pages)", unit="page", disable=not progress) as bar:
-        for block in fixed_blocks(pages, tagger.block_size):
-            for b, recs in tagger.tag_block_biases(block, grid).items():
-                records[b].extend(recs)
-            bar.update(len(block))
+    pages = [p for block, _ in outputs for p in block]
     types = tagger.entity_types
-    f1 = {b: dev_scores(pages, records[b], types)["flat"].get("entity_micro_f1", 0.0) for b in grid}
+    f1 = {b: dev_scores(pages, decode_all(tagger, outputs, outside_bias=b), types)["flat"].get("entity_micro_f1", 0.0)
+          for b in grid}
     return max(grid, key=lambda b: (round(f1[b], 9), -abs(b))), f1
+
+
+SECTION_BIAS_STEPS = (-1.0, -0.5, 0.5, 1.0)
+
+
+def choose_section_bias(tagger: Tagger, outputs: list[tuple[list[Page], tuple]], rounds: int = 2,
+                        steps: Sequence[float] = SECTION_BIAS_STEPS) -> tuple[dict[str, float], list[float]]:
+    """Per-label section biases (added to a label's log-probabilities before the section decoding) by
+    coordinate ascent on the section macro-F1 of ``outputs`` (:func:`model_outputs` of pages with gold
+    sections): ``rounds`` passes over the labels, each label moved by the step of ``steps`` that raises the
+    score most, if any does. Returns the biases (labels left at 0 omitted) and the score after each round,
+    the unbiased score first."""
+    from data.labels import SECTION_TAGS
+
+    pages = [p for block, _ in outputs for p in block]
+    types = tagger.entity_types
+    labels = sorted({t[2:] for t in SECTION_TAGS.tags})
+
+    def score(bias: dict[str, float]) -> float:
+        recs = decode_all(tagger, outputs, outside_bias=0.0, section_bias=bias)
+        return dev_scores(pages, recs, types)["flat"].get("section_macro_f1", 0.0)
+
+    bias: dict[str, float] = {}
+    best = score(bias)
+    history = [best]
+    for _ in range(rounds):
+        for label in labels:
+            trials = [(score({**bias, label: bias.get(label, 0.0) + step}), -abs(step), step) for step in steps]
+            top, _, step = max(trials)
+            if top > best + 1e-9:
+                best, bias = top, {**bias, label: bias.get(label, 0.0) + step}
+        history.append(best)
+    return {k: v for k, v in bias.items() if v}, history
+
+
+def apply_calibration(config, tagger: Tagger, outputs, outside_bias_grid: Sequence[float] | None,
+                      section_bias_rounds: int) -> dict:
+    """Choose the biases on ``outputs`` (what the pages allow) and write them into ``config``; returns a
+    summary: ``ner_outside_bias`` and the dev entity micro-F1 of each bias, ``section_label_bias`` and the
+    dev section macro-F1 before and after each round."""
+    pages = [p for block, _ in outputs for p in block]
+    done: dict = {}
+    if outside_bias_grid and any(p.ner_regions for p in pages):
+        best, f1 = choose_outside_bias(tagger, outputs, outside_bias_grid)
+        config.ner_outside_bias = best
+        done.update(ner_outside_bias=best, ner_outside_bias_dev_f1={f"{b:g}": round(v, 6) for b, v in f1.items()})
+    if section_bias_rounds > 0 and any(p.sections is not None for p in pages):
+        bias, history = choose_section_bias(tagger, outputs, section_bias_rounds)
+        config.section_label_bias = bias or None
+        done.update(section_label_bias=bias, section_bias_dev_macro_f1=[round(v, 6) for v in history])
+    return done
 
 
 class EpochSeededLengthSampler(LengthGroupedSampler):
@@ -199,22 +262,25 @@ class JointTrainer(Trainer):
         finally:
             model.train(was_training)
 
-    def tune_outside_bias(self, grid: Sequence[float], pages: Sequence[Page] | None = None) -> tuple[float, dict]:
-        """:func:`choose_outside_bias` on the dev pages with the model being trained; the chosen bias goes
-        into its config (``ner_outside_bias``), which every later Tagger reads."""
+    def calibrate(self, outside_bias_grid: Sequence[float] | None, section_bias_rounds: int,
+                  pages: Sequence[Page] | None = None) -> dict:
+        """Decode-time biases chosen on the dev pages with the model being trained (one pass of the model):
+        the NER outside bias of ``outside_bias_grid`` (:func:`choose_outside_bias`, where the pages have
+        entities) and per-label section biases (:func:`choose_section_bias`, ``section_bias_rounds`` > 0,
+        where they have sections). They go into the model config (``ner_outside_bias``,
+        ``section_label_bias``), which every later Tagger reads. Returns what was chosen and measured."""
         pages = list(pages if pages is not None else self.eval_dataset)
         model = self.accelerator.unwrap_model(self.model)
         was_training = model.training
         param = next(model.parameters())
         tagger = Tagger(model, self.processing_class, device=param.device, dtype=param.dtype,
-                        batch_tokens=self.eval_batch_tokens, outside_bias=0.0)
+                        batch_tokens=self.eval_batch_tokens, outside_bias=0.0, section_bias={})
         try:
             with self.accelerator.autocast():
-                best, f1 = choose_outside_bias(tagger, pages, grid)
+                outputs = model_outputs(tagger, pages)
         finally:
             model.train(was_training)
-        model.config.ner_outside_bias = best
-        return best, f1
+        return apply_calibration(model.config, tagger, outputs, outside_bias_grid, section_bias_rounds)
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         pages = list(eval_dataset if eval_dataset is not None else self.eval_dataset)
