@@ -99,9 +99,10 @@ def main(argv=None) -> int:
     print(f"{len(pages)} dev pages ({source}); before: {json.dumps(was)}"
           + (" (dry run: nothing written)" if args.dry_run else ""))
     if not args.dry_run:
-        for key in ("ner_outside_bias", "section_label_bias"):
-            if key in chosen:
-                cfg[key] = chosen[key] or None
+        if "ner_outside_bias" in chosen:
+            cfg["ner_outside_bias"] = chosen["ner_outside_bias"]
+        if "section_label_bias" in chosen:
+            cfg["section_label_bias"] = chosen["section_label_bias"] or None
         write_json(model_dir / "config.json", cfg)
         write_json(model_dir / "calibration.json", {**chosen, "previous": was, "pages": len(pages), "source": source,
                                                     "date": dt.date.today().isoformat()})
