@@ -62,7 +62,7 @@ def dev_of_run(model_dir: Path):
     if not path.is_file():
         raise FileNotFoundError(f"{path} not found: give the dev pages with --pages")
     cfg = load_config(RunConfig, path)
-    return dev_pages(cfg.data, cfg.training.seed), ", ".join(p for s in cfg.data.dev for p in s.paths + s.news)
+    return dev_pages(cfg.data, cfg.training.seed), ", ".join(dict.fromkeys(p for s in cfg.data.dev for p in s.paths + s.news))
 
 
 def main(argv=None) -> int:
