@@ -36,7 +36,7 @@ def parse_args(argv=None) -> argparse.Namespace:
                                  epilog=__doc__.split("\n\n", 2)[2], formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", required=True, help="a saved joint model folder (python -m train output)")
     ap.add_argument("--pages", nargs="+", help="labelled dev page JSONL (default: the run's data.dev)")
-    ap.add_argument("--grid", default=DEFAULT_GRID, help=f"biases to try, comma-separated (default {DEFAULT_GRID})")
+    ap.add_argument("--grid", default=DEFAULT_GRID, help=f"NER outside biases to try, comma-separated (default {DEFAULT_GRID}; with a negative first value write --grid=-1,0,1)")
     ap.add_argument("--section-rounds", type=int, default=2, metavar="N",
                     help="rounds of coordinate ascent for the section label biases (default 2; 0: leave them)")
     ap.add_argument("--device", default="auto")
