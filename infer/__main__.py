@@ -8,7 +8,6 @@ rank 0 merges the parts into OUTPUT.
 from __future__ import annotations
 
 import argparse
-import math
 import os
 import sys
 from pathlib import Path
@@ -59,15 +58,15 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                     help="hard maximum page length; longer pages get an error record (default: the tagger's, 5,000,000)")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
     args = ap.parse_args(argv)
-    if args.outside_bias is not None and not math.isfinite(args.outside_bias):
-        ap.error(f"--outside-bias {args.outside_bias}: give a finite number")
-    if args.section_bias is not None:
-        from infer.tagger import parse_section_bias
+    if args.outside_bias is not None or args.section_bias is not None:
+        from model.crf import check_outside_bias, parse_section_bias
 
         try:
+            if args.outside_bias is not None:
+                args.outside_bias = check_outside_bias(args.outside_bias)
             args.section_bias = parse_section_bias(args.section_bias)
         except ValueError as err:
-            ap.error(f"--section-bias: {err}")
+            ap.error(f"--outside-bias / --section-bias: {err}")
     if args.block_size < 1 or args.batch_tokens < 1:
         ap.error("--block-size and --batch-tokens must be positive")
     return args

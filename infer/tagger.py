@@ -17,7 +17,7 @@ from data.features import PageEncoder
 from data.labels import SECTION_TAGS, bio_runs, entity_tagset
 from data.schema import DEFAULT_MAX_CHARS, Page
 from infer.jobs import fixed_blocks
-from model.crf import LinearChainCRF, check_section_once
+from model.crf import LinearChainCRF, check_outside_bias, check_section_bias, check_section_once
 
 OVERLAP_RULES = ("central", "longest")
 
@@ -51,56 +51,6 @@ def quantize_encoder(model, how: str, device: torch.device):
 
     model.encoder = quantize_dynamic(model.encoder, {torch.nn.Linear}, dtype=torch.qint8)
     return model
-
-
-def check_outside_bias(value) -> float:
-    """The NER outside bias as a float; ``ValueError`` when it is not a finite number."""
-    try:
-        b = float(value or 0.0)
-    except (TypeError, ValueError):
-        raise ValueError(f"outside_bias {value!r}: give a finite number") from None
-    if not np.isfinite(b):
-        raise ValueError(f"outside_bias {value!r}: give a finite number")
-    return b
-
-
-def check_section_bias(value) -> dict[str, float]:
-    """Section label -> bias (finite numbers, known labels; ``None``: none); ``ValueError`` naming the
-    bad label or value."""
-    if not value:
-        return {}
-    if not isinstance(value, dict):
-        raise ValueError(f"section_bias {value!r}: give a mapping of section label to number")
-    known = {t[2:] for t in SECTION_TAGS.tags}
-    out = {}
-    for label, b in value.items():
-        if label not in known:
-            raise ValueError(f"section_bias: unknown section label {label!r}; known: {', '.join(sorted(known))}")
-        try:
-            out[label] = float(b)
-        except (TypeError, ValueError):
-            raise ValueError(f"section_bias[{label!r}] {b!r}: give a finite number") from None
-        if not np.isfinite(out[label]):
-            raise ValueError(f"section_bias[{label!r}] {b!r}: give a finite number")
-    return out
-
-
-def parse_section_bias(value: str | None) -> dict[str, float] | None:
-    """``"title=-1.5,boilerplate=1"`` (the CLI's form) -> a dict; ``"none"`` -> {}; ``None`` -> None."""
-    if value is None:
-        return None
-    if value.strip().lower() == "none":
-        return {}
-    out = {}
-    for item in value.split(","):
-        label, sep, b = item.partition("=")
-        if not sep or not label.strip():
-            raise ValueError(f"section bias {item!r}: write LABEL=NUMBER, e.g. title=-1.5")
-        try:
-            out[label.strip()] = float(b)
-        except ValueError:
-            raise ValueError(f"section bias {item!r}: {b!r} is not a number") from None
-    return check_section_bias(out)
 
 
 class Tagger:
@@ -260,13 +210,14 @@ class Tagger:
         return feats, ner_probs, sec_probs, per_window
 
     def decode_block(self, pages: list[Page], outputs: tuple, outside_bias: float | None = None,
-                     section_bias: dict[str, float] | None = None) -> list[dict]:
+                     section_bias: dict[str, float] | None = None, with_entities: bool = True) -> list[dict]:
         """The records of ``pages`` from their :meth:`block_outputs`, decoded with the Tagger's biases or
-        with the ones given here."""
+        with the ones given here. ``with_entities=False``: sections only (the records' ``entities`` left empty),
+        for calibration that scores sections alone."""
         feats, ner_probs, sec_probs, per_window = outputs
         ob = self.outside_bias if outside_bias is None else check_outside_bias(outside_bias)
         sb = self._section_bias_vector(self.section_bias if section_bias is None else check_section_bias(section_bias))
-        return [self._decode(p, f, np_, sp, per_window[k] if per_window is not None else None, ob, sb)
+        return [self._decode(p, f, np_, sp, per_window[k] if per_window is not None else None, ob, sb, with_entities)
                 for k, (p, f, np_, sp) in enumerate(zip(pages, feats, ner_probs, sec_probs))]
 
     @staticmethod
@@ -432,7 +383,8 @@ class Tagger:
         return first, last, types, (csum[last + 1] - csum[first]) / (last - first + 1)
 
     def _decode(self, page: Page, feat: dict, ner_probs: np.ndarray, sec_probs: np.ndarray,
-                per_window: dict | None, outside_bias: float, section_bias: np.ndarray | None) -> dict:
+                per_window: dict | None, outside_bias: float, section_bias: np.ndarray | None,
+                with_entities: bool = True) -> dict:
         text = page.text
         chain = self._section_chain
         sec_scores = np.log(np.maximum(sec_probs, 1e-12)) if chain is not None or section_bias is not None else sec_probs
@@ -444,7 +396,9 @@ class Tagger:
             sec_ids = chain.viterbi_once(sec_scores, self._once_masks, self._once_closed)
         sections = SECTION_TAGS.decode(page.lines, sec_ids)
         spans = page.words
-        if per_window is None:
+        if not with_entities:
+            ent_starts = ent_ends = types = scores = np.zeros(0, dtype=np.int64)
+        elif per_window is None:
             first, last, types, scores = self._runs(ner_probs, feat["word_line"], outside_bias)
             ent_starts, ent_ends = spans[first, 0], spans[last, 1]
         else:

@@ -37,6 +37,58 @@ def parse_section_once(value: str | None) -> list[str] | None:
     return [] if value.strip().lower() == "none" else [x.strip() for x in value.split(",") if x.strip()]
 
 
+def check_outside_bias(value) -> float:
+    """The NER outside bias as a float; ``ValueError`` when it is not a finite number."""
+    try:
+        b = float(value or 0.0)
+    except (TypeError, ValueError):
+        raise ValueError(f"outside_bias {value!r}: give a finite number") from None
+    if not np.isfinite(b):
+        raise ValueError(f"outside_bias {value!r}: give a finite number")
+    return b
+
+
+def check_section_bias(value) -> dict[str, float]:
+    """Section label -> bias (finite numbers, known labels; ``None``: none); ``ValueError`` naming the
+    bad label or value."""
+    if not value:
+        return {}
+    if not isinstance(value, dict):
+        raise ValueError(f"section_bias {value!r}: give a mapping of section label to number")
+    from data.schema import SECTION_LABELS
+
+    known = set(SECTION_LABELS)
+    out = {}
+    for label, b in value.items():
+        if label not in known:
+            raise ValueError(f"section_bias: unknown section label {label!r}; known: {', '.join(sorted(known))}")
+        try:
+            out[label] = float(b)
+        except (TypeError, ValueError):
+            raise ValueError(f"section_bias[{label!r}] {b!r}: give a finite number") from None
+        if not np.isfinite(out[label]):
+            raise ValueError(f"section_bias[{label!r}] {b!r}: give a finite number")
+    return out
+
+
+def parse_section_bias(value: str | None) -> dict[str, float] | None:
+    """``"title=-1.5,boilerplate=1"`` (the CLI's form) -> a dict; ``"none"`` -> {}; ``None`` -> None."""
+    if value is None:
+        return None
+    if value.strip().lower() == "none":
+        return {}
+    out = {}
+    for item in value.split(","):
+        label, sep, b = item.partition("=")
+        if not sep or not label.strip():
+            raise ValueError(f"section bias {item!r}: write LABEL=NUMBER, e.g. title=-1.5")
+        try:
+            out[label.strip()] = float(b)
+        except ValueError:
+            raise ValueError(f"section bias {item!r}: {b!r} is not a number") from None
+    return check_section_bias(out)
+
+
 class LinearChainCRF(nn.Module):
     def __init__(self, num_tags: int):
         super().__init__()

@@ -16,7 +16,7 @@ from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import ModelOutput
 
 from data.labels import SECTION_TAGS
-from model.crf import LinearChainCRF, check_section_once
+from model.crf import LinearChainCRF, check_outside_bias, check_section_bias, check_section_once
 
 
 # How a line's words become the section layer's input: "mean" of the word states (the config's default,
@@ -118,10 +118,10 @@ class JointConfig(PreTrainedConfig):
         self.section_once = check_section_once(section_once) or None
         # Subtracted from the log-probability of the NER tag O before decoding (Tagger): > 0 trades
         # precision for recall. Chosen on dev after training (training.outside_bias_grid); 0: none.
-        self.ner_outside_bias = float(ner_outside_bias or 0.0)
+        self.ner_outside_bias = check_outside_bias(ner_outside_bias)
         # Added to each section label's log-probabilities before the section decoding (Tagger), e.g.
         # {"title": -1.5}; chosen on dev after training (training.section_bias_rounds); None: none.
-        self.section_label_bias = dict(section_label_bias) if section_label_bias else None
+        self.section_label_bias = check_section_bias(section_label_bias) or None
         super().__init__(**kwargs)
 
     @property

@@ -193,6 +193,18 @@ def test_stream_and_overlap_options(tiny_model_dir, tmp_path, capsys):
         with pytest.raises(SystemExit) as exc:
             run(tiny_model_dir, inp, tmp_path / "bad3.jsonl", "--section-bias", bad)
         assert exc.value.code == 2
+    # a model folder whose saved biases are bad: a load error naming the field, nothing written
+    import shutil
+
+    broken = tmp_path / "broken-model"
+    shutil.copytree(tiny_model_dir, broken)
+    cfg = json.loads((broken / "config.json").read_text())
+    for field, value, named in (("section_label_bias", {"titel": 1.0}, "'titel'"),
+                                ("ner_outside_bias", "lots", "outside_bias")):
+        (broken / "config.json").write_text(json.dumps({**cfg, field: value}))
+        capsys.readouterr()
+        assert run(broken, inp, tmp_path / "bad4.jsonl") == 2
+        assert named in capsys.readouterr().err and not (tmp_path / "bad4.jsonl").exists()
 
 
 def test_bad_input_gives_one_line_per_record_naming_line_and_field(tiny_model_dir, tmp_path):

@@ -16,7 +16,6 @@ import dataclasses
 import datetime as dt
 import importlib.util
 import json
-import math
 import os
 import platform
 import shutil
@@ -33,7 +32,7 @@ from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from data.features import PageEncoder
 from data.labels import entity_tagset
 from model import JointConfig, JointModel, enable_fast_dropout, train_wordpiece
-from model.crf import check_section_once
+from model.crf import check_outside_bias, check_section_once
 from train.config import ConfigError, RunConfig, check_paths, help_text, load_config, to_dict
 from train.data import DataError, PageDataset, dev_pages, entity_types, training_pages, vocabulary_texts
 from train.report import write_json, write_model_card, write_report, write_text
@@ -101,8 +100,10 @@ def parse(argv: list[str]) -> RunConfig:
     if t.section_bias_rounds < 0:
         raise ConfigError(f"training.section_bias_rounds: {t.section_bias_rounds} must be 0 or more")
     for b in t.outside_bias_grid or []:
-        if not math.isfinite(b):
-            raise ConfigError(f"training.outside_bias_grid: {b} is not a finite number")
+        try:
+            check_outside_bias(b)
+        except ValueError as err:
+            raise ConfigError(f"training.outside_bias_grid: {err}") from None
     if cfg.training.streams not in (None, 1, 2):
         raise ConfigError(f"training.streams: {cfg.training.streams} must be 1, 2 or null (auto)")
     known = {f.name for f in dataclasses.fields(TrainingArguments)}

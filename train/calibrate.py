@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import datetime as dt
 import json
-import math
 import sys
 from pathlib import Path
 
@@ -42,12 +41,14 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dry-run", action="store_true", help="print the figures, write nothing")
     args = ap.parse_args(argv)
+    from model.crf import check_outside_bias
+
     try:
-        args.grid = [float(b) for b in args.grid.split(",") if b.strip()]
-    except ValueError:
-        ap.error(f"--grid {args.grid!r}: give comma-separated numbers")
-    if not args.grid or not all(math.isfinite(b) for b in args.grid):
-        ap.error(f"--grid {args.grid!r}: give one finite number or more")
+        args.grid = [check_outside_bias(b) for b in args.grid.split(",") if b.strip()]
+    except ValueError as err:
+        ap.error(f"--grid: {err}")
+    if not args.grid:
+        ap.error("--grid: give one finite number or more")
     if args.section_rounds < 0:
         ap.error(f"--section-rounds {args.section_rounds}: give 0 or more")
     return args

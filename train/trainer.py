@@ -93,7 +93,7 @@ def choose_section_bias(tagger: Tagger, outputs: list[tuple[list[Page], tuple]],
     labels = sorted({t[2:] for t in SECTION_TAGS.tags})
 
     def score(bias: dict[str, float]) -> float:
-        recs = decode_all(tagger, outputs, outside_bias=0.0, section_bias=bias)
+        recs = decode_all(tagger, outputs, section_bias=bias, with_entities=False)  # only sections are scored
         return dev_scores(pages, recs, types)["flat"].get("section_macro_f1", 0.0)
 
     bias: dict[str, float] = {}
@@ -249,18 +249,23 @@ class JointTrainer(Trainer):
             return EpochSeededLengthSampler(sampler.batch_size, sampler.lengths, self.args.seed)
         return sampler
 
-    def tag(self, pages: Sequence[Page]) -> list[dict]:
-        """Tagger records for ``pages`` from the model being trained (left in training mode after)."""
+    def _run_tagger(self, work, **tagger_kwargs):
+        """``work(tagger)`` with a Tagger around the model being trained, under the accelerator's autocast;
+        the model is left in the mode it was in."""
         model = self.accelerator.unwrap_model(self.model)
         was_training = model.training
         param = next(model.parameters())
         tagger = Tagger(model, self.processing_class, device=param.device, dtype=param.dtype,
-                        batch_tokens=self.eval_batch_tokens)
+                        batch_tokens=self.eval_batch_tokens, **tagger_kwargs)
         try:
             with self.accelerator.autocast():
-                return list(tagger.tag(pages))
+                return work(tagger)
         finally:
             model.train(was_training)
+
+    def tag(self, pages: Sequence[Page]) -> list[dict]:
+        """Tagger records for ``pages`` from the model being trained (left in training mode after)."""
+        return self._run_tagger(lambda tagger: list(tagger.tag(pages)))
 
     def calibrate(self, outside_bias_grid: Sequence[float] | None, section_bias_rounds: int,
                   pages: Sequence[Page] | None = None) -> dict:
@@ -270,17 +275,8 @@ class JointTrainer(Trainer):
         where they have sections). They go into the model config (``ner_outside_bias``,
         ``section_label_bias``), which every later Tagger reads. Returns what was chosen and measured."""
         pages = list(pages if pages is not None else self.eval_dataset)
-        model = self.accelerator.unwrap_model(self.model)
-        was_training = model.training
-        param = next(model.parameters())
-        tagger = Tagger(model, self.processing_class, device=param.device, dtype=param.dtype,
-                        batch_tokens=self.eval_batch_tokens, outside_bias=0.0, section_bias={})
-        try:
-            with self.accelerator.autocast():
-                outputs = model_outputs(tagger, pages)
-        finally:
-            model.train(was_training)
-        return apply_calibration(model.config, tagger, outputs, outside_bias_grid, section_bias_rounds)
+        tagger, outputs = self._run_tagger(lambda t: (t, model_outputs(t, pages)), outside_bias=0.0, section_bias={})
+        return apply_calibration(tagger.model.config, tagger, outputs, outside_bias_grid, section_bias_rounds)
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         pages = list(eval_dataset if eval_dataset is not None else self.eval_dataset)
