@@ -7,6 +7,7 @@ lines' pooled states are accumulated per page, then the section layer runs over 
 """
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
@@ -126,6 +127,7 @@ class Tagger:
         self.prefetch = self.device.type == "cuda" if prefetch is None else bool(prefetch)
         self.max_chars = int(max_chars)
         self.tokens_seen = 0  # unique subword tokens tagged so far (for progress and benchmarks)
+        self.decode_seconds = 0.0  # time spent in decode_block so far (benchmarks: the CPU part after the model)
         self.padded_tokens = 0  # positions fed to the encoder, padding and overlap included
         self.real_tokens = 0  # positions fed that are not padding ([CLS]/[SEP] and overlap included)
 
@@ -214,11 +216,17 @@ class Tagger:
         """The records of ``pages`` from their :meth:`block_outputs`, decoded with the Tagger's biases or
         with the ones given here. ``with_entities=False``: sections only (the records' ``entities`` left empty),
         for calibration that scores sections alone."""
+        t0 = time.perf_counter()
         feats, ner_probs, sec_probs, per_window = outputs
         ob = self.outside_bias if outside_bias is None else check_outside_bias(outside_bias)
         sb = self._section_bias_vector(self.section_bias if section_bias is None else check_section_bias(section_bias))
-        return [self._decode(p, f, np_, sp, per_window[k] if per_window is not None else None, ob, sb, with_entities)
-                for k, (p, f, np_, sp) in enumerate(zip(pages, feats, ner_probs, sec_probs))]
+        sec_ids = self._section_ids(sec_probs, sb)
+        ner_ids = (self._ner_ids(ner_probs, [f["word_line"] for f in feats], ob)
+                   if with_entities and per_window is None else [None] * len(pages))
+        out = [self._decode(p, f, np_, si, ni, per_window[k] if per_window is not None else None, ob, with_entities)
+               for k, (p, f, np_, si, ni) in enumerate(zip(pages, feats, ner_probs, sec_ids, ner_ids))]
+        self.decode_seconds += time.perf_counter() - t0
+        return out
 
     @staticmethod
     def _section_bias_vector(bias: dict[str, float]) -> np.ndarray | None:
@@ -368,44 +376,61 @@ class Tagger:
         flush()
         return out  # type: ignore[return-value]
 
-    def _runs(self, probs: np.ndarray, word_line: np.ndarray, outside_bias: float = 0.0):
-        """Entity runs of consecutive words: first and last word, type and mean tag probability."""
+    def _section_ids(self, sec_probs: list[np.ndarray], section_bias: np.ndarray | None) -> list[np.ndarray]:
+        """Each page's section tag per line: the argmax, or the section CRF's Viterbi, all pages of the
+        block decoded side by side (one chain a page); with ``section_once``, page by page."""
+        chain = self._section_chain
+        if chain is None and section_bias is None:
+            return [p.argmax(-1) for p in sec_probs]
+        scores = [np.log(np.maximum(p, 1e-12)) + (section_bias if section_bias is not None else 0.0)
+                  for p in sec_probs]
+        if chain is None:
+            return [s.argmax(-1) for s in scores]
+        if self._once_masks:
+            return [chain.viterbi_once(s, self._once_masks, self._once_closed) for s in scores]
+        return _chains(chain, scores, [np.zeros(len(s), dtype=np.int64) for s in scores])
+
+    def _tag_scores(self, probs: np.ndarray, outside_bias: float) -> np.ndarray:
+        scores = np.log(np.maximum(probs, 1e-12))
+        scores[:, self._outside] -= outside_bias
+        return scores
+
+    def _ner_ids(self, probs: list[np.ndarray], word_lines: list[np.ndarray], outside_bias: float) -> list[np.ndarray]:
+        """NER tag ids of each word: the CRF's Viterbi (a chain a line, all lines of all the given
+        pages or windows side by side), else the argmax of the (biased) probabilities."""
         crf = getattr(self.model, "crf", None)
-        if crf is not None or outside_bias:
-            scores = np.log(np.maximum(probs, 1e-12))
-            scores[:, self._outside] -= outside_bias
-            tag_ids = crf.viterbi(scores, word_line) if crf is not None else scores.argmax(-1)
-        else:
-            tag_ids = probs.argmax(-1)
+        if crf is None and not outside_bias:
+            return [p.argmax(-1) for p in probs]
+        scores = [self._tag_scores(p, outside_bias) for p in probs]
+        if crf is None:
+            return [s.argmax(-1) for s in scores]
+        return _chains(crf, scores, word_lines)
+
+    def _runs(self, probs: np.ndarray, word_line: np.ndarray, tag_ids: np.ndarray):
+        """Entity runs of consecutive words: first and last word, type and mean tag probability."""
         tag_p = probs[np.arange(len(tag_ids)), tag_ids]
         first, last, types = bio_runs(self.ner_tags.type_of(tag_ids), self.ner_tags.is_begin(tag_ids), word_line)
         csum = np.concatenate([[0.0], np.cumsum(tag_p, dtype=np.float64)])
         return first, last, types, (csum[last + 1] - csum[first]) / (last - first + 1)
 
-    def _decode(self, page: Page, feat: dict, ner_probs: np.ndarray, sec_probs: np.ndarray,
-                per_window: dict | None, outside_bias: float, section_bias: np.ndarray | None,
-                with_entities: bool = True) -> dict:
+    def _decode(self, page: Page, feat: dict, ner_probs: np.ndarray, sec_ids: np.ndarray, ner_ids: np.ndarray | None,
+                per_window: dict | None, outside_bias: float, with_entities: bool = True) -> dict:
         text = page.text
-        chain = self._section_chain
-        sec_scores = np.log(np.maximum(sec_probs, 1e-12)) if chain is not None or section_bias is not None else sec_probs
-        if section_bias is not None:
-            sec_scores = sec_scores + section_bias
-        if chain is None:
-            sec_ids = sec_scores.argmax(-1)
-        else:
-            sec_ids = chain.viterbi_once(sec_scores, self._once_masks, self._once_closed)
         sections = SECTION_TAGS.decode(page.lines, sec_ids)
         spans = page.words
         if not with_entities:
             ent_starts = ent_ends = types = scores = np.zeros(0, dtype=np.int64)
         elif per_window is None:
-            first, last, types, scores = self._runs(ner_probs, feat["word_line"], outside_bias)
+            first, last, types, scores = self._runs(ner_probs, feat["word_line"], ner_ids)
             ent_starts, ent_ends = spans[first, 0], spans[last, 1]
         else:
             cands = []  # every window's entities, in window order
-            for w in sorted(per_window):
+            order = sorted(per_window)
+            lines = [feat["word_line"][per_window[w][0]] for w in order]
+            ids = self._ner_ids([per_window[w][1] for w in order], lines, outside_bias)
+            for w, wl, wids in zip(order, lines, ids):
                 wi, wp = per_window[w]
-                for f, la, t, sc in zip(*self._runs(wp, feat["word_line"][wi], outside_bias)):
+                for f, la, t, sc in zip(*self._runs(wp, wl, wids)):
                     cands.append((spans[wi[f], 0], spans[wi[la], 1], t, sc))
             ent_starts, ent_ends, types, scores = _longest_of_overlaps(cands)
         sec_starts = np.asarray([s.start for s in sections], dtype=np.int64)
@@ -424,6 +449,19 @@ class Tagger:
             "entities": entities,
             "body": "\n\n".join(text[s.start:s.end] for s in sections if s.label == "body"),
         }
+
+
+def _chains(crf, scores: list[np.ndarray], groups: list[np.ndarray]) -> list[np.ndarray]:
+    """``crf``'s Viterbi over several score arrays at once: their chains (a ``groups`` value each, a
+    line or a page) numbered apart and decoded side by side, the tag ids split back per array."""
+    if not scores:
+        return []
+    offsets, base = [], 0
+    for g in groups:
+        offsets.append(base)
+        base += int(g.max()) + 1 if len(g) else 0
+    ids = crf.viterbi(np.concatenate(scores), np.concatenate([g + o for g, o in zip(groups, offsets)]))
+    return np.split(ids, np.cumsum([len(s) for s in scores])[:-1])
 
 
 def _longest_of_overlaps(cands: list[tuple]) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:

@@ -134,31 +134,42 @@ class LinearChainCRF(nn.Module):
         return (log_z - gold).sum() / len(idx)
 
     def viterbi(self, log_probs: np.ndarray, groups: np.ndarray | None = None) -> np.ndarray:
-        """Best tag sequence for one page's words; a new ``groups`` value (a line) restarts the chain."""
+        """Best tag sequence of each chain of words; a new ``groups`` value (a line, a page) starts a new
+        chain. Chains are independent, so they are decoded side by side: the loop steps through the
+        positions of the longest chain, each step over every chain still that long (chains sorted by
+        length), not through the words one by one. The same path as one chain after another, tie for tie."""
         n, T = log_probs.shape
         if n == 0:
             return np.zeros(0, dtype=np.int64)
         trans = self.transitions.detach().float().cpu().numpy()
         start = self.start.detach().float().cpu().numpy()
         end = self.end.detach().float().cpu().numpy()
-        back = np.zeros((n, T), dtype=np.int64)
-        score = start + log_probs[0]
-        restart = np.zeros(n, dtype=bool)
-        if groups is not None:
-            restart[1:] = groups[1:] != groups[:-1]
-        for t in range(1, n):
-            if restart[t]:
-                back[t] = -1 - int(np.argmax(score + end))  # the best end of the previous chain
-                score = start + log_probs[t]
-                continue
-            cand = score[:, None] + trans
-            back[t] = cand.argmax(0)
-            score = cand.max(0) + log_probs[t]
+        if groups is None:
+            firsts = np.zeros(1, dtype=np.int64)
+        else:
+            groups = np.asarray(groups)
+            firsts = np.flatnonzero(np.concatenate([[True], groups[1:] != groups[:-1]]))
+        lengths = np.diff(np.append(firsts, n))
+        order = np.argsort(-lengths, kind="stable")
+        firsts, lengths = firsts[order], lengths[order]
+        live = np.searchsorted(-lengths, -np.arange(int(lengths[0])), side="left")  # chains longer than t
+        back = np.zeros((n, T), dtype=np.int64)  # best previous tag, for each word and tag
+        score = start + log_probs[firsts]  # [chain, tag]
+        for t in range(1, int(lengths[0])):
+            k = int(live[t])
+            at = firsts[:k] + t
+            cand = score[:k, :, None] + trans  # [chain, previous tag, tag]
+            best = cand.argmax(1)
+            back[at] = best
+            score[:k] = np.take_along_axis(cand, best[:, None, :], 1)[:, 0] + log_probs[at]
+        tag = (score + end).argmax(1)  # each chain's last tag
         out = np.empty(n, dtype=np.int64)
-        out[-1] = int(np.argmax(score + end))
-        for t in range(n - 1, 0, -1):
-            b = back[t]
-            out[t - 1] = (-1 - b[0]) if b[0] < 0 else b[out[t]]
+        for t in range(int(lengths[0]) - 1, -1, -1):
+            k = int(live[t])
+            at = firsts[:k] + t
+            out[at] = tag[:k]
+            if t:
+                tag[:k] = back[at, tag[:k]]
         return out
 
     def viterbi_once(self, log_probs: np.ndarray, once: list[np.ndarray],

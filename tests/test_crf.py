@@ -66,6 +66,31 @@ def test_viterbi_equals_brute_force_and_restarts_at_line_changes():
     assert crf.viterbi(lp, groups).tolist() == list(halves)
 
 
+def test_viterbi_decodes_many_chains_side_by_side_as_each_alone():
+    """Chains of every length (1 word too), in any order of lengths, with tied scores: decoding them
+    together (the loop over positions, not words) gives each chain's own best path."""
+    rng = np.random.default_rng(5)
+    for trial in range(30):
+        crf, T = _crf(T=3, seed=trial), 3
+        lengths = rng.integers(1, 6, size=int(rng.integers(1, 7)))
+        n = int(lengths.sum())
+        lp = rng.normal(size=(n, T)).astype(np.float32)
+        if trial % 3 == 0:
+            lp = np.round(lp)  # ties: the same tie-breaking as a chain alone
+        ids = rng.permutation(100)[: len(lengths)]  # group values need not ascend, only change
+        groups = np.repeat(ids, lengths)
+        bounds = np.concatenate([[0], np.cumsum(lengths)])
+        alone = []
+        for a, b in zip(bounds[:-1], bounds[1:]):
+            best = max(itertools.product(range(T), repeat=int(b - a)),
+                       key=lambda p: float(_path_score(crf, torch.from_numpy(lp[a:b]), list(p))))
+            path = crf.viterbi(lp[a:b]).tolist()
+            em = torch.from_numpy(lp[a:b])
+            assert abs(float(_path_score(crf, em, path)) - float(_path_score(crf, em, list(best)))) < 1e-5
+            alone += path
+        assert crf.viterbi(lp, groups).tolist() == alone
+
+
 def _small_model(n_pages: int, **config):
     """The first sample pages, a WordPiece trained on them and a 1x32 joint model with ``config``."""
     pages = [Page.from_dict(json.loads(line)) for line in
@@ -97,9 +122,24 @@ def test_joint_model_with_crf_trains_and_tags(tmp_path):
     tok.save_pretrained(tmp_path)
     tagger = Tagger.from_pretrained(tmp_path)
     assert tagger.model.crf is not None
-    for page, res in zip(pages, tagger.tag(pages)):
+    with torch.no_grad():  # a decisive chain, so that decoding the lines together could show
+        tagger.model.crf.transitions.normal_(0.0, 3.0)
+    together = list(tagger.tag(pages))
+    assert sum(len(r["entities"]) for r in together) > 0
+    for page, res in zip(pages, together):
         for e in res["entities"]:
             assert page.text[e["start"]:e["end"]] == e["text"]
+        # the block's lines are decoded side by side; each page alone gives the same entities
+        assert res == tagger.tag_block([page])[0]
+    for k, page in enumerate(pages):  # and the Viterbi path is the page's own, line by line
+        feat = tagger.encoder.encode(page)
+        outputs = tagger.block_outputs([page], [feat])
+        probs = outputs[1][0]
+        scores = np.log(np.maximum(probs, 1e-12))
+        path = np.concatenate([tagger.model.crf.viterbi(scores[feat["word_line"] == line])
+                               for line in np.unique(feat["word_line"])])
+        got = tagger._ner_ids([probs], [feat["word_line"]], 0.0)[0]
+        assert got.tolist() == path.tolist()
 
 
 def test_section_crf_trains_and_the_tagger_decodes_each_page_by_viterbi(tmp_path):
