@@ -14,6 +14,7 @@ import zlib
 from collections import Counter
 from itertools import chain
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import torch
@@ -537,15 +538,20 @@ _FRACTION_BINS = (0, .1, .2, .35, .5, .7)
 
 def _content_words(t: str) -> set[str]:
     """Stems (clitics off) of a line's words of 3 letters or more, function words left out."""
-    out = set()
-    for w in t.split():
-        n = normalize(w)
-        if not n or n in _STOPWORDS:
-            continue
-        s = _stem(n)
-        if len(s) >= 3 and s not in _STOPWORDS and any(ch.isalpha() for ch in s):
-            out.add(s)
+    out = {_content_stem(w) for w in t.split()}
+    out.discard("")
     return out
+
+
+@lru_cache(maxsize=1 << 17)
+def _content_stem(w: str) -> str:
+    """A word's content stem for the topic keys, ``""`` for a function word or a short one; cached,
+    since news repeats its words (the topic keys read every word of a page once more)."""
+    n = normalize(w)
+    if not n or n in _STOPWORDS:
+        return ""
+    s = _stem(n)
+    return s if len(s) >= 3 and s not in _STOPWORDS and any(ch.isalpha() for ch in s) else ""
 
 
 def line_topic_keys(text: str, spans: list) -> list[dict[str, str]]:
