@@ -408,6 +408,7 @@ def main(argv=None) -> dict:
     t_tag, t_pipe = [], []
     tagger.tokens_seen = tagger.padded_tokens = 0
     tagger.real_tokens = 0
+    tagger.decode_seconds = 0.0
     ours = theirs = None
     d, f, L = cfg.encoder_config.hidden_size, cfg.encoder_config.intermediate_size, cfg.window_length
     probe_m = 16384 if device.type == "cuda" else 4096
@@ -432,6 +433,7 @@ def main(argv=None) -> dict:
     seams = pipeline_seams(pages, tagger.encoder, cfg.window_length - 2, cfg.stride)
     away = lambda ents: {e for e in ents if not any(s < e[2] and e[1] < t for s, t in seams.get(e[0], ()))}  # noqa: E731
     fpt = flops_per_token(cfg.encoder_config, L, cfg.num_labels)
+    n_words = sum(len(p.words) for p in pages)
     tag_s, pipe_s = float(np.median(t_tag)), float(np.median(t_pipe))
     probe = float(max(probes))  # the machine's best observed rate: a probe taken at a busy moment would flatter us
     # Ratios per round (each pair ran back to back), then the median: robust to a drifting load.
@@ -449,6 +451,9 @@ def main(argv=None) -> dict:
         "pipeline_roofline_fraction": round(roofline / speedup, 3),
         "padding_waste": round((fed - tagger.real_tokens) / fed, 4) if fed else 0.0,
         "overlap_waste": round((tagger.real_tokens - tagger.tokens_seen) / fed, 4) if fed else 0.0,
+        # decoding (Viterbi, spans, records) is CPU work after the model, whatever the device: its rate caps a GPU's
+        "decode_words_per_s": round(n_words * len(t_tag) / tagger.decode_seconds, 1) if tagger.decode_seconds else None,
+        "decode_fraction": round(tagger.decode_seconds / sum(t_tag), 4),
         "entity_agreement": round(f1(a, b), 4),
         "entities_tagger": len(a), "entities_pipeline": len(b),
         "entity_agreement_outside_pipeline_overlaps": round(f1(away(a), away(b)), 4),
@@ -473,7 +478,8 @@ def main(argv=None) -> dict:
           f" (batch_size {batch_size})\n"
           f"  speedup {res['speedup']:.2f}x; roofline {res['roofline_fraction']:.1%} of {res['probe_gflops']} GFLOP/s "
           f"(pipeline {res['pipeline_roofline_fraction']:.1%}); padding waste {res['padding_waste']:.1%}, "
-          f"overlap {res['overlap_waste']:.1%}\n"
+          f"overlap {res['overlap_waste']:.1%}; decoding {res['decode_fraction']:.1%} of the tagger's time "
+          f"({res['decode_words_per_s'] or 0:,.0f} words/s)\n"
           f"  entity agreement F1 {res['entity_agreement']:.4f} ({len(a)} vs {len(b)} entities; "
           f"{res['entity_agreement_outside_pipeline_overlaps']:.4f} away from the pipeline's chunk overlaps); "
           f"peak RSS {res['peak_rss_mb']:.0f} MB; timing spread {spread:.1%}")

@@ -3,6 +3,7 @@ its JSON with sane values. No timing is asserted (the machine is shared)."""
 import json
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -23,6 +24,7 @@ def test_infer_bench_writes_json(tmp_path):
     assert saved["tagger_tokens_per_s"] > 0 and saved["pipeline_tokens_per_s"] > 0 and saved["speedup"] > 0
     assert 0.0 <= saved["entity_agreement"] <= 1.0
     assert 0.0 <= saved["padding_waste"] < 1.0 and saved["roofline_fraction"] > 0
+    assert saved["decode_words_per_s"] > 0 and 0.0 < saved["decode_fraction"] < 1.0
     assert saved["entities_tagger"] > 0  # the biased NER head makes entities frequent
     # Same model, same windows: the two runs must find nearly the same entities.
     assert saved["entity_agreement"] > 0.9
@@ -168,8 +170,12 @@ def test_one_line_windows_tag_each_line_as_if_alone(tiny_model_dir):
     for (a, _), rec in zip(page.lines.tolist(), tagger.tag(lines)):
         alone += [(a + e["start"], a + e["end"], e["label"]) for e in rec["entities"]]
     assert got == alone and len(got) > 5
-    whole = Tagger.from_pretrained(tiny_model_dir, device="cpu")  # lines: windows of many lines
-    assert [(e["start"], e["end"], e["label"]) for e in next(iter(whole.tag([page])))["entities"]] != got
+    # lines: windows of many lines, so a word sees other lines too. The entities may still agree (a
+    # well-trained tiny model often finds the same ones), but the probabilities must not.
+    whole = Tagger.from_pretrained(tiny_model_dir, device="cpu")
+    ner_line = tagger.block_outputs([page])[1][0]
+    ner_whole = whole.block_outputs([page])[1][0]
+    assert ner_line.shape == ner_whole.shape and not np.allclose(ner_line, ner_whole, atol=1e-4)
 
 
 def test_longest_of_overlaps_is_the_pipelines_rule():
