@@ -152,19 +152,31 @@ class LinearChainCRF(nn.Module):
         lengths = np.diff(np.append(firsts, n))
         order = np.argsort(-lengths, kind="stable")
         firsts, lengths = firsts[order], lengths[order]
-        live = np.searchsorted(-lengths, -np.arange(int(lengths[0])), side="left")  # chains longer than t
+        L = int(lengths[0])
+        shared = int(lengths[1]) if len(lengths) > 1 else 1  # past it, the longest chain goes on alone
+        live = np.searchsorted(-lengths, -np.arange(shared), side="left")  # chains longer than t
         back = np.zeros((n, T), dtype=np.int64)  # best previous tag, for each word and tag
         score = start + log_probs[firsts]  # [chain, tag]
-        for t in range(1, int(lengths[0])):
+        for t in range(1, shared):
             k = int(live[t])
             at = firsts[:k] + t
             cand = score[:k, :, None] + trans  # [chain, previous tag, tag]
-            best = cand.argmax(1)
-            back[at] = best
-            score[:k] = np.take_along_axis(cand, best[:, None, :], 1)[:, 0] + log_probs[at]
+            back[at] = cand.argmax(1)
+            score[:k] = cand.max(1) + log_probs[at]
+        first, alone = int(firsts[0]), score[0]
+        for t in range(first + max(1, shared), first + L):  # one chain: plain steps (a page with no newline)
+            cand = alone[:, None] + trans
+            back[t] = cand.argmax(0)
+            alone = cand.max(0) + log_probs[t]
+        score[0] = alone
         tag = (score + end).argmax(1)  # each chain's last tag
         out = np.empty(n, dtype=np.int64)
-        for t in range(int(lengths[0]) - 1, -1, -1):
+        last = int(tag[0])
+        for t in range(first + L - 1, first + shared - 1, -1):
+            out[t] = last
+            last = int(back[t, last])
+        tag[0] = last
+        for t in range(shared - 1, -1, -1):
             k = int(live[t])
             at = firsts[:k] + t
             out[at] = tag[:k]
