@@ -131,15 +131,15 @@ def test_joint_model_with_crf_trains_and_tags(tmp_path):
             assert page.text[e["start"]:e["end"]] == e["text"]
         # the block's lines are decoded side by side; each page alone gives the same entities
         assert res == tagger.tag_block([page])[0]
-    for k, page in enumerate(pages):  # and the Viterbi path is the page's own, line by line
-        feat = tagger.encoder.encode(page)
-        outputs = tagger.block_outputs([page], [feat])
-        probs = outputs[1][0]
-        scores = np.log(np.maximum(probs, 1e-12))
+    # and the tags of the whole block's lines, decoded in one call, are each line's own Viterbi path
+    feats = [tagger.encoder.encode(p) for p in pages]
+    probs = tagger.block_outputs(pages, feats)[1]
+    got = tagger._ner_ids(probs, [f["word_line"] for f in feats], 0.0)
+    for feat, p, ids in zip(feats, probs, got):
+        scores = np.log(np.maximum(p, 1e-12))
         path = np.concatenate([tagger.model.crf.viterbi(scores[feat["word_line"] == line])
                                for line in np.unique(feat["word_line"])])
-        got = tagger._ner_ids([probs], [feat["word_line"]], 0.0)[0]
-        assert got.tolist() == path.tolist()
+        assert ids.tolist() == path.tolist()
 
 
 def test_section_crf_trains_and_the_tagger_decodes_each_page_by_viterbi(tmp_path):
