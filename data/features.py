@@ -9,6 +9,7 @@ whatever the number of windows.
 """
 from __future__ import annotations
 
+import re
 import unicodedata
 import zlib
 from collections import Counter
@@ -121,7 +122,7 @@ class PageEncoder:
                  max_subwords_per_word: int = 32, cache_size: int = 500_000, lexical_buckets: int = 0,
                  lexical_window: int = 0, windows: str = "lines", line_buckets: int = 0,
                  word_clusters: dict[str, list[int]] | None = None, line_topic: bool = False,
-                 line_cluster_level: int | None = None):
+                 line_cluster_level: int | None = None, line_repeats: int = 0):
         self.tokenizer = tokenizer
         self.body = max_length - 2
         if self.body < 8:
@@ -138,6 +139,10 @@ class PageEncoder:
         self.lexical_window = lexical_window
         self.line_buckets = line_buckets
         self.line_topic = bool(line_topic)  # + topic keys per line (line_topic_feature_keys)
+        # + repeat keys per line (line_repeat_keys) over groups of this many pages (encode_block); 0: none
+        self.line_repeats = int(line_repeats or 0)
+        if self.line_repeats < 0:
+            raise ValueError(f"line_repeats {line_repeats!r} must be 0 or a group size")
         # word -> cluster ids (JointModel.word_clusters): one more lexical key per granularity
         self.word_clusters = word_clusters or None
         self.n_cluster_keys = len(next(iter(word_clusters.values()))) if word_clusters else 0
@@ -175,7 +180,8 @@ class PageEncoder:
                    lexical_buckets=getattr(config, "lexical_buckets", 0),
                    lexical_window=getattr(config, "lexical_window", 0),
                    line_buckets=getattr(config, "line_buckets", 0),
-                   line_topic=getattr(config, "line_topic", False), **kwargs)
+                   line_topic=getattr(config, "line_topic", False),
+                   line_repeats=getattr(config, "line_repeats", 0), **kwargs)
 
     @classmethod
     def for_model(cls, tokenizer, model, **kwargs) -> "PageEncoder":
@@ -220,8 +226,16 @@ class PageEncoder:
             out[i] = ids
         return out
 
-    def encode(self, page: Page, ner_tags: TagSet | None = None) -> dict:
-        """Features of one page; with ``ner_tags`` also the labels (masked where not annotated)."""
+    def encode_block(self, pages: list[Page], ner_tags: TagSet | None = None, alone: bool = False) -> list[dict]:
+        """:meth:`encode` of pages tagged together: with ``line_repeats``, each line's repeat keys count the
+        pages of its group that have it (:func:`line_repeats`); ``alone``: each page as if on its own."""
+        if not (self.line_buckets and self.line_repeats) or alone:
+            return [self.encode(p, ner_tags) for p in pages]
+        return [self.encode(p, ner_tags, r) for p, r in zip(pages, line_repeats(pages, self.line_repeats))]
+
+    def encode(self, page: Page, ner_tags: TagSet | None = None, repeats: np.ndarray | None = None) -> dict:
+        """Features of one page; with ``ner_tags`` also the labels (masked where not annotated).
+        ``repeats``: the page's :func:`line_repeats` counts in its group (None: the page alone)."""
         text = page.text
         spans = page.words
         sub = self.subwords([text[s:e] for s, e in spans.tolist()])
@@ -240,7 +254,8 @@ class PageEncoder:
         if self.line_buckets:
             feat["line_ids"] = line_feature_ids(
                 text, page.lines, self.line_buckets, self.line_topic,
-                (self.word_clusters, self.line_cluster_level) if self.line_cluster_level is not None else None)
+                (self.word_clusters, self.line_cluster_level) if self.line_cluster_level is not None else None,
+                repeats if self.line_repeats else None, repeat_width=bool(self.line_repeats))
         if ner_tags is not None:
             feat["ner_labels"] = ner_labels(page, ner_tags)
             feat["section_labels"] = section_labels(page)
@@ -649,11 +664,71 @@ def line_cluster_keys(text: str, spans: list, clusters: dict[str, list[int]], le
     return out
 
 
+# -- repeat keys: is a line found on the other pages of its group? --------------------------------
+# Furniture repeats from page to page of a site ("copy the link", "read also:", a tag-line head, the
+# same teaser in a sidebar); an article's own lines seldom do. The pages tagged together (a block of
+# the Tagger, a group of consecutive training pages) are the group: the same input cut into the same
+# blocks gives the same keys, so resumed and sharded runs still write the same bytes.
+
+_DIGITS = re.compile(r"\d+")  # any script's digits
+REPEAT_FEATURES = 3  # a line's own repeat key and those of the lines just before and after it
+_REPEAT_BINS = (1, 2, 4, 9)  # pages of the group with the line: 1 | 2 | 3-4 | 5-9 | 10+
+
+
+@lru_cache(maxsize=1 << 16)
+def line_repeat_key(line: str) -> str:
+    """What two lines must share to count as the same line: their normalised words, digits as 0."""
+    return " ".join(n for n in (normalize(w) for w in _DIGITS.sub("0", line).split()) if n)
+
+
+def repeat_groups(n_pages: int, group: int) -> list[range]:
+    """``group`` consecutive pages at a time; a last group shorter than half of ``group`` joins the one
+    before it."""
+    cuts = list(range(0, n_pages, group)) + [n_pages]
+    if len(cuts) > 2 and cuts[-1] - cuts[-2] < group / 2:
+        del cuts[-2]
+    return [range(a, b) for a, b in zip(cuts, cuts[1:])]
+
+
+def line_repeats(pages: list[Page], group: int) -> list[np.ndarray | None]:
+    """For each page, per line, how many pages of its group have that line (:func:`line_repeat_key`;
+    blank lines 0), scaled to a group of ``group`` pages; ``None`` for the pages of a group of fewer than
+    ``max(2, group // 4)`` pages, which are tagged as if alone (no repeat keys)."""
+    out: list[np.ndarray | None] = [None] * len(pages)
+    for g in repeat_groups(len(pages), group):
+        if len(g) < max(2, group // 4):
+            continue
+        keys = [[line_repeat_key(pages[i].text[s:e]) for s, e in pages[i].lines.tolist()] for i in g]
+        count = Counter(k for row in keys for k in set(row) if k)
+        scale = group / len(g)
+        for i, row in zip(g, keys):
+            c = np.array([count[k] if k else 0 for k in row], dtype=np.float64)
+            out[i] = np.where(c > 1, np.maximum(2, np.rint(c * scale)), c).astype(np.int64)
+    return out
+
+
+def line_repeat_keys(repeats: np.ndarray) -> list[list[str]]:
+    """Keys of :func:`line_repeats` counts: each line's bin and its neighbours' (``e``: a blank line)."""
+    own = ["e" if c == 0 else str(_bin(c, _REPEAT_BINS)) for c in repeats.tolist()]
+    out = []
+    for i, k in enumerate(own):
+        row = [f"r={k}"]
+        if i > 0:
+            row.append(f"-1r={own[i - 1]}")
+        if i + 1 < len(own):
+            row.append(f"1r={own[i + 1]}")
+        out.append(row)
+    return out
+
+
 def line_feature_ids(text: str, spans: np.ndarray, buckets: int, topic: bool = False,
-                     clusters: tuple[dict[str, list[int]], int] | None = None) -> np.ndarray:
+                     clusters: tuple[dict[str, list[int]], int] | None = None,
+                     repeats: np.ndarray | None = None, repeat_width: bool = False) -> np.ndarray:
     """Bucket ids of :func:`line_feature_keys` (and with ``topic`` of :func:`line_topic_feature_keys`,
-    with ``clusters`` = (word -> cluster ids, level) of :func:`line_cluster_keys`),
-    ``(n_lines, LINE_FEATURES [+ TOPIC_FEATURES] [+ CLUSTER_LINE_WORDS])`` int32, 0 = padding."""
+    with ``clusters`` = (word -> cluster ids, level) of :func:`line_cluster_keys`, with ``repeats`` of
+    :func:`line_repeat_keys`), ``(n_lines, LINE_FEATURES [+ TOPIC_FEATURES] [+ CLUSTER_LINE_WORDS]
+    [+ REPEAT_FEATURES])`` int32, 0 = padding. ``repeat_width``: the repeat columns are there (padding
+    when ``repeats`` is None: a page tagged alone)."""
     keys = line_feature_keys(text, spans.tolist())
     if topic:
         for row, extra in zip(keys, line_topic_feature_keys(text, spans.tolist())):
@@ -661,7 +736,13 @@ def line_feature_ids(text: str, spans: np.ndarray, buckets: int, topic: bool = F
     if clusters is not None:
         for row, extra in zip(keys, line_cluster_keys(text, spans.tolist(), *clusters)):
             row += extra
-    width = LINE_FEATURES + (TOPIC_FEATURES if topic else 0) + (CLUSTER_LINE_WORDS if clusters is not None else 0)
+    if repeats is not None:
+        if len(repeats) != len(keys):
+            raise ValueError(f"repeats: {len(repeats)} counts for {len(keys)} lines")
+        for row, extra in zip(keys, line_repeat_keys(repeats)):
+            row += extra
+    width = (LINE_FEATURES + (TOPIC_FEATURES if topic else 0) + (CLUSTER_LINE_WORDS if clusters is not None else 0)
+             + (REPEAT_FEATURES if repeat_width or repeats is not None else 0))
     out = np.zeros((len(keys), width), dtype=np.int32)
     for i, row in enumerate(keys):
         h = np.fromiter((zlib.crc32(k.encode("utf-8", "surrogatepass")) for k in row), dtype=np.int64, count=len(row))

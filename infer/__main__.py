@@ -25,7 +25,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--batch-tokens", type=int, default=16384, metavar="N", help="subword tokens per batch (default 16384)")
     ap.add_argument("--block-size", type=int, default=256, metavar="N",
                     help="input records per block; batches never cross blocks, so resumed and sharded runs write "
-                         "the same bytes (default 256). Keep it the same when resuming.")
+                         "the same bytes (default 256). Keep it the same when resuming. A model with repeat keys "
+                         "(config.line_repeats) counts each line on the pages of its group in the block")
+    ap.add_argument("--pages-alone", action="store_true",
+                    help="tag every page as if on its own: no repeat keys (a model with config.line_repeats), so a "
+                         "page's output depends on nothing but the page")
     ap.add_argument("--windows", choices=WINDOW_PLANS, default=None,
                     help="how a long page is cut into encoder windows (default lines: whole lines, no overlap; "
                          "line: one window per line; short/align: fixed windows overlapping by the model's stride)")
@@ -128,7 +132,7 @@ def main(argv: list[str] | None = None) -> int:
                                             streams=args.streams, overlap=args.overlap,
                                             section_once=parse_section_once(args.section_once),
                                             outside_bias=args.outside_bias,
-                                            section_bias=args.section_bias)
+                                            section_bias=args.section_bias, alone=args.pages_alone)
         except (FileNotFoundError, ValueError, OSError, RuntimeError, AssertionError, ImportError) as err:
             raise JobError(f"cannot load the model from {args.model}: {err}") from None
         max_chars = args.max_chars if args.max_chars is not None else getattr(tagger, "max_chars", 5_000_000)

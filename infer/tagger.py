@@ -60,7 +60,7 @@ class Tagger:
                  compile: bool = False, windows: str | None = None, prefetch: bool | None = None,
                  backend: str = "torch", streams: int | None = None, overlap: str = "central",
                  section_once: Sequence[str] | None = None, outside_bias: float | None = None,
-                 section_bias: dict[str, float] | None = None):
+                 section_bias: dict[str, float] | None = None, alone: bool = False):
         self.device = resolve_device(device)
         # Where windows overlap, "central": each word's tag comes from the window where it has the most
         # context; "longest": the HF pipeline's rule (entities decoded in every window, and of two that
@@ -124,6 +124,10 @@ class Tagger:
         self._section_chain = chain
         self.batch_tokens = max(int(batch_tokens), cfg.window_length)
         self.block_size = int(block_size)
+        # A model with repeat keys (config.line_repeats) counts, for each line, the pages of its group in the
+        # block that have it; ``alone``: every page as if tagged on its own (its output then depends on
+        # nothing but the page).
+        self.alone = bool(alone)
         self.prefetch = self.device.type == "cuda" if prefetch is None else bool(prefetch)
         self.max_chars = int(max_chars)
         self.tokens_seen = 0  # unique subword tokens tagged so far (for progress and benchmarks)
@@ -168,7 +172,7 @@ class Tagger:
 
         def read_and_encode():  # the input is read in the worker too, one block at a time, so an
             block = next(blocks, None)  # error in it surfaces after the blocks before it are out
-            return block, ([self.encoder.encode(p) for p in block] if block is not None else None)
+            return block, (self.encoder.encode_block(block, alone=self.alone) if block is not None else None)
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagger-prefetch") as pool:
             pending = pool.submit(read_and_encode)
@@ -190,7 +194,7 @@ class Tagger:
         with many biases)."""
         enc = self.encoder
         if feats is None:
-            feats = [enc.encode(p) for p in pages]
+            feats = enc.encode_block(pages, alone=self.alone)
         plans = [enc.plan(f) for f in feats]
         n_labels = self.model.config.num_labels
         hidden = self.model.config.encoder_config.hidden_size

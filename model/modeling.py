@@ -74,7 +74,7 @@ class JointConfig(PreTrainedConfig):
                  line_feature_dim: int = 32, section_crf: bool = False, line_tags: bool = False,
                  lexical_clusters: list[int] | None = None, line_topic: bool = False,
                  section_once: list[str] | None = None, line_clusters: int = 0, ner_outside_bias: float = 0.0,
-                 section_label_bias: dict[str, float] | None = None, **kwargs):
+                 section_label_bias: dict[str, float] | None = None, line_repeats: int = 0, **kwargs):
         if line_pooling not in LINE_POOLINGS:
             raise ValueError(f"line_pooling {line_pooling!r}: use one of {', '.join(LINE_POOLINGS)}")
         if isinstance(encoder, PreTrainedConfig):
@@ -108,6 +108,9 @@ class JointConfig(PreTrainedConfig):
         # The clusters (this size, one of lexical_clusters) of a short line's words among its line features
         # (data.features.line_cluster_keys).
         self.line_clusters = int(line_clusters or 0)
+        # Repeat keys among the line features (data.features.line_repeats): how many pages of a group of
+        # this many pages tagged together have the line (furniture repeats, an article's lines seldom); 0: none.
+        self.line_repeats = int(line_repeats or 0)
         # Word clusters of static word vectors at these granularities, as extra lexical keys
         # (data.features.PageEncoder); the word -> cluster map is saved beside the weights (CLUSTERS_FILE).
         self.lexical_clusters = list(lexical_clusters) if lexical_clusters else None

@@ -7,11 +7,13 @@
    from its last checkpoint
 3. evaluation pages on held-out templates (restored ANERcorp test bodies + reserved news days)
 4. baselines on the same data: CRF, trafilatura/jusText
-5. the report: ANERcorp official + restored test, AQMAR, held-out-template pages, the seed page
+5. the report: ANERcorp official + restored test, AQMAR, held-out-template pages, the seed page; with
+   repeat keys (model.line_repeats) also the held-out-template pages each tagged alone (eval-alone/)
 """
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -64,6 +66,11 @@ def main(argv: list[str] | None = None) -> int:
         "--group-by", "template", "--conll", test, restored, "--aqmar", s / "AQMAR" / "articles",
         "--seed-page", "../shared/data/seed-page.json", "--baselines", out / "crf", out / "extractors",
         "--out", out / "eval")
+    config = json.loads((out / "model" / "config.json").read_text(encoding="utf-8"))
+    if config.get("line_repeats"):  # the pages' figures with each page on its own, no repeat keys
+        run("5/5 report, each page tagged alone", "train.evaluate", "--model", out / "model", "--pages",
+            out / "pages" / "test.jsonl", "--seed-page", "../shared/data/seed-page.json", "--pages-alone",
+            "--out", out / "eval-alone")
     print(f"== [{time.time() - t0:.0f}s] done: {out / 'eval' / 'report.md'}", file=sys.stderr)
     return 0
 

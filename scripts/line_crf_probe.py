@@ -22,19 +22,22 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from data.features import line_cluster_keys, line_feature_keys, line_topic_feature_keys, section_labels  # noqa: E402
+from data.features import (line_cluster_keys, line_feature_keys, line_repeat_keys, line_repeats,  # noqa: E402
+                           line_topic_feature_keys, section_labels)
 from data.labels import SECTION_TAGS  # noqa: E402
 from data.schema import load_pages  # noqa: E402
 from train.metrics import section_metrics  # noqa: E402
 
 
-def items(page, topic: bool, clusters: tuple | None = None) -> list[dict[str, float]]:
+def items(page, topic: bool, clusters: tuple | None = None, repeats=None) -> list[dict[str, float]]:
     spans = page.lines.tolist()
     keys = line_feature_keys(page.text, spans)
     if topic:
         keys = [a + b for a, b in zip(keys, line_topic_feature_keys(page.text, spans))]
     if clusters is not None:
         keys = [a + b for a, b in zip(keys, line_cluster_keys(page.text, spans, *clusters))]
+    if repeats is not None:
+        keys = [a + b for a, b in zip(keys, line_repeat_keys(repeats))]
     return [{k: 1.0 for k in row} for row in keys]
 
 
@@ -45,6 +48,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--topic", action="store_true", help="add the topic keys (model.line_topic)")
     ap.add_argument("--clusters", help="a model's word_clusters.json, for the line cluster keys (model.line_clusters)")
     ap.add_argument("--line-clusters", type=int, default=256, help="which cluster size of --clusters (default 256)")
+    ap.add_argument("--repeats", type=int, default=0, metavar="N",
+                    help="add the repeat keys (model.line_repeats) over groups of N pages in file order (0: none)")
+    ap.add_argument("--repeats-dropout", type=float, default=0.25,
+                    help="share of training pages without repeat keys (training.line_repeats_dropout)")
     ap.add_argument("--c1", type=float, default=0.1)
     ap.add_argument("--c2", type=float, default=0.1)
     ap.add_argument("--iterations", type=int, default=150)
@@ -75,12 +82,19 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     t0 = time.time()
     crf = sklearn_crfsuite.CRF(algorithm="lbfgs", c1=args.c1, c2=args.c2, max_iterations=args.iterations)
-    crf.fit([items(p, args.topic, clusters) for p in train],
+    rep_train, rep_dev = [None] * len(train), [None] * len(dev)
+    if args.repeats:
+        import random
+        rng = random.Random(0)
+        rep_train = [r if r is not None and rng.random() >= args.repeats_dropout else None
+                     for r in line_repeats(train, args.repeats)]
+        rep_dev = line_repeats(dev, args.repeats)
+    crf.fit([items(p, args.topic, clusters, r) for p, r in zip(train, rep_train)],
             [[SECTION_TAGS.tags[i] for i in section_labels(p)] for p in train])
     fit_s = time.time() - t0
     index = {t: i for i, t in enumerate(SECTION_TAGS.tags)}
     records = []
-    for page, tags in zip(dev, crf.predict([items(p, args.topic, clusters) for p in dev])):
+    for page, tags in zip(dev, crf.predict([items(p, args.topic, clusters, r) for p, r in zip(dev, rep_dev)])):
         ids = np.array([index[t] for t in tags])
         records.append({"id": page.id, "sections": [s.to_dict() for s in SECTION_TAGS.decode(page.lines, ids)]})
     m = section_metrics(dev, records)

@@ -18,6 +18,7 @@ import importlib.util
 import json
 import os
 import platform
+import random
 import shutil
 import sys
 import tempfile
@@ -34,7 +35,8 @@ from data.labels import entity_tagset
 from model import JointConfig, JointModel, enable_fast_dropout, train_wordpiece
 from model.crf import check_outside_bias, check_section_once
 from train.config import ConfigError, RunConfig, check_paths, help_text, load_config, to_dict
-from train.data import DataError, PageDataset, dev_pages, entity_types, training_pages, vocabulary_texts
+from train.data import (DataError, PageDataset, dev_pages, entity_types, mix, source_repeats, training_sources,
+                        vocabulary_texts)
 from train.report import write_json, write_model_card, write_report, write_text
 from train.trainer import JointTrainer, dev_scores, precision_flags, stream_count
 
@@ -68,6 +70,13 @@ def parse(argv: list[str]) -> RunConfig:
         raise ConfigError("model.line_tags: the tag scores are per line feature; set model.line_buckets too")
     if cfg.model.line_topic and not cfg.model.line_buckets:
         raise ConfigError("model.line_topic: topic keys are line features; set model.line_buckets too")
+    if cfg.model.line_repeats:
+        if not cfg.model.line_buckets:
+            raise ConfigError("model.line_repeats: repeat keys are line features; set model.line_buckets too")
+        if cfg.model.line_repeats < 2:
+            raise ConfigError(f"model.line_repeats: {cfg.model.line_repeats}: a group has at least 2 pages (0: none)")
+    if not 0 <= cfg.training.line_repeats_dropout <= 1:
+        raise ConfigError(f"training.line_repeats_dropout: {cfg.training.line_repeats_dropout} is not in [0, 1]")
     if cfg.model.line_clusters:
         if not cfg.model.line_buckets:
             raise ConfigError("model.line_clusters: cluster keys are line features; set model.line_buckets too")
@@ -209,6 +218,7 @@ def make_model(cfg: RunConfig, tokenizer, types: list[str], checkpoint: str | No
         head["line_tags"] = m.line_tags
         head["line_topic"] = m.line_topic
         head["line_clusters"] = m.line_clusters
+        head["line_repeats"] = m.line_repeats
     if m.lexical_buckets:
         head["lexical_buckets"] = m.lexical_buckets
         head["lexical_dim"] = m.lexical_dim
@@ -341,7 +351,8 @@ def main(argv: list[str] | None = None) -> int:
         cfg = parse(argv)
         args = training_arguments(cfg)
         set_seed(cfg.training.seed)
-        train_pages = training_pages(cfg.data, cfg.training.seed)
+        sources = training_sources(cfg.data)
+        train_pages = mix(sources, random.Random(cfg.training.seed))
         dev = dev_pages(cfg.data, cfg.training.seed)
         if not dev:
             raise ConfigError("data.dev: no dev source given (the best epoch is chosen on dev)")
@@ -366,7 +377,9 @@ def main(argv: list[str] | None = None) -> int:
         stride = cfg.training.window_stride
         encoder = PageEncoder.for_model(tokenizer, model, windows="short",
                                           stride=model.config.stride if stride is None else stride)
-        train_set = PageDataset(train_pages, encoder, entity_tagset(types))
+        repeats = (source_repeats([p for p, _ in sources], cfg.model.line_repeats, cfg.training.line_repeats_dropout,
+                                  cfg.training.seed) if cfg.model.line_repeats and cfg.model.line_buckets else None)
+        train_set = PageDataset(train_pages, encoder, entity_tagset(types), repeats)
         if hasattr(model, "lexical_tag_scores"):
             from train.lexical import load_folds, page_folds, save_folds, set_fold_priors
 

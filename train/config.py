@@ -117,6 +117,10 @@ class ModelConfig:
     line_clusters: int = field(default=0, metadata={
         "help": "also the word clusters of this size (one of model.lexical_clusters) of each short line's words "
                 "among the line features (data.features.line_cluster_keys; 0: none); needs model.line_buckets"})
+    line_repeats: int = field(default=0, metadata={
+        "help": "also repeat keys among the line features: how many pages of a group of this many pages tagged "
+                "together (a Tagger block is cut into such groups; training pages in their source's order) have "
+                "the line (data.features.line_repeats; 0: none); needs model.line_buckets"})
     line_tags: bool = field(default=False, metadata={
         "help": "also a linear section-tag score per line feature (a line CRF's state weights; its transitions "
                 "go to model.section_crf's chain), fitted before training with sklearn-crfsuite "
@@ -151,6 +155,9 @@ class TrainingConfig:
         "help": "with lexical_tags_fit crf: K >= 2 fits, each without 1/K of the training material (split by the "
                 "CoNLL sentences a page was made from); training words get the scores of the fit that never saw "
                 "them, dev and inference the mean of the K fits (the CPU recipe lost 4.8 test F1 with 3). 1: one fit on everything"})
+    line_repeats_dropout: float = field(default=0.25, metadata={
+        "help": "with model.line_repeats: the share of training pages encoded without repeat keys, as if tagged "
+                "alone (what a lone page, or the seed page, looks like at inference)"})
     lexical_tags_epochs: int = field(default=4, metadata={
         "help": "epochs of the linear fit of model.lexical_tags over the training pages' labelled words"})
     lexical_tags_penalty: float = field(default=1e-3, metadata={

@@ -14,10 +14,11 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Iterator
 
+import numpy as np
 import torch
 
 from data.build import load_sources, make_split
-from data.features import PageEncoder
+from data.features import PageEncoder, line_repeats
 from data.labels import TagSet
 from data.readers import read_news, read_pages, read_txt
 from data.schema import Page, load_pages
@@ -87,9 +88,26 @@ def mix(sources: list[tuple[list[Page], float]], rng: random.Random) -> list[Pag
     return out
 
 
+def training_sources(cfg: DataConfig) -> list[tuple[list[Page], float]]:
+    """Each training source's pages, in its own order, with its weight in the mix."""
+    return [(source_pages(s, f"data.train[{i}]"), s.weight) for i, s in enumerate(cfg.train)]
+
+
 def training_pages(cfg: DataConfig, seed: int) -> list[Page]:
-    groups = [(source_pages(s, f"data.train[{i}]"), s.weight) for i, s in enumerate(cfg.train)]
-    return mix(groups, random.Random(seed))
+    return mix(training_sources(cfg), random.Random(seed))
+
+
+def source_repeats(sources: list[list[Page]], group: int, dropout: float, seed: int) -> dict[int, np.ndarray]:
+    """``id(page) -> data.features.line_repeats`` counts of each source's pages, grouped in the source's
+    own order (as a Tagger block groups its input), for ``model.line_repeats``. A ``dropout`` share of the
+    pages, drawn with ``seed``, is left out: encoded without repeat keys, as a page tagged alone is."""
+    rng = random.Random(seed)
+    out: dict[int, np.ndarray] = {}
+    for pages in sources:
+        for p, r in zip(pages, line_repeats(pages, group)):
+            if r is not None and rng.random() >= dropout:
+                out[id(p)] = r
+    return out
 
 
 def dev_pages(cfg: DataConfig, seed: int) -> list[Page]:
@@ -149,14 +167,16 @@ class PageDataset(torch.utils.data.Dataset):
     """Encoded pages (``PageEncoder.encode`` features). A page repeated by the mix is encoded once.
     ``len(item["input_ids"])`` is the page's subword count, which ``group_by_length`` batches on."""
 
-    def __init__(self, pages: list[Page], encoder: PageEncoder, tags: TagSet):
+    def __init__(self, pages: list[Page], encoder: PageEncoder, tags: TagSet,
+                 repeats: dict[int, np.ndarray] | None = None):
         cache: dict[int, dict] = {}
+        repeats = repeats or {}
         self.features = []
         for p in pages:
             f = cache.get(id(p))
             if f is None:
                 try:
-                    f = cache[id(p)] = encoder.encode(p, tags)
+                    f = cache[id(p)] = encoder.encode(p, tags, repeats.get(id(p)))
                 except ValueError as err:
                     raise DataError(f"page {p.id!r}: {err}") from None
             self.features.append(f)

@@ -60,6 +60,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
                    help="comma-separated section labels that a page has at most one section of (default: the "
                         "model's config.section_once; 'none' for no such rule)")
     p.add_argument("--device", default=None, help="torch device (default: the tagger's choice)")
+    p.add_argument("--pages-alone", action="store_true",
+                   help="tag every page as if on its own (no repeat keys; a model with config.line_repeats counts "
+                        "each line on the pages of its group in the Tagger's block otherwise)")
     return p.parse_args(argv)
 
 
@@ -227,7 +230,7 @@ def main(argv: Sequence[str] | None = None, tagger=None) -> int:
         if tagger is None:
             from infer.tagger import Tagger
 
-            kw = {"device": args.device}
+            kw = {"device": args.device, "alone": args.pages_alone}
             if args.batch_tokens:
                 kw["batch_tokens"] = args.batch_tokens
             if args.windows:
