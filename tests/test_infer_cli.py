@@ -371,3 +371,41 @@ def test_torchrun_two_ranks_equals_single_process(tiny_model_dir, tmp_path):
     assert p2.returncode == 0, p2.stderr
     assert sharded.read_bytes() == single.read_bytes()
     assert sorted(p.name for p in tmp_path.iterdir()) == ["in.jsonl", "sharded.jsonl", "single.jsonl"]
+
+
+# ---------------------------------------------------------------------------------------------
+# Repeat keys (model.line_repeats): a line counted on the pages of its group in the block
+
+
+@pytest.fixture(scope="module")
+def repeats_model_dir(tmp_path_factory) -> Path:
+    from synthetic import TINY_OVERRIDES, synthetic_pages, tiny_config, write_pages
+    from train.__main__ import main as train_main
+    tmp = tmp_path_factory.mktemp("repeats_model")
+    data = write_pages(tmp / "p.jsonl", synthetic_pages(16, seed=41))
+    cfg = tiny_config(tmp, data, data)
+    assert train_main([str(cfg), *TINY_OVERRIDES, "training.max_steps=6", "model.line_buckets=512",
+                       "model.line_repeats=4"]) == 0
+    return tmp / "model"
+
+
+def test_repeat_keys_resume_byte_identical_and_pages_alone(resume_case, repeats_model_dir, tmp_path):
+    inp, _ = resume_case
+    ref = tmp_path / "ref.jsonl"
+    assert run(repeats_model_dir, inp, ref, "--block-size", "6") == 0
+    want = ref.read_bytes()
+    assert len(want.splitlines()) == 14
+    for cut in _cuts(want):  # a resumed block is counted again whole: the same keys, the same bytes
+        out = tmp_path / f"cut{cut}.jsonl"
+        out.write_bytes(want[:cut])
+        assert run(repeats_model_dir, inp, out, "--block-size", "6") == 0
+        assert out.read_bytes() == want, f"cut at byte {cut}"
+    # --pages-alone: every page as in a block of its own, whatever the block size
+    alone, ones = tmp_path / "alone.jsonl", tmp_path / "ones.jsonl"
+    assert run(repeats_model_dir, inp, alone, "--block-size", "6", "--pages-alone") == 0
+    assert run(repeats_model_dir, inp, ones, "--block-size", "1") == 0
+    assert alone.read_bytes() == ones.read_bytes()
+    tagged = [rec for rec in records(alone) if "error" not in rec]
+    assert len(tagged) == 12
+    for rec in tagged:
+        assert_valid_result(rec, rec["text"])

@@ -279,6 +279,10 @@ def test_line_crf_probe_fits_and_scores_the_model_keys(tmp_path, capsys):
     dev = write_pages(tmp_path / "dev.jsonl", pages[18:])
     assert probe.main(["--train", str(train), "--dev", str(dev), "--topic", "--iterations", "30"]) == 0
     out = capsys.readouterr().out
+    assert probe.main(["--train", str(train), "--dev", str(dev), "--repeats", "6", "--iterations", "5"]) == 0
+    assert "6 scored pages" in capsys.readouterr().out
+    from data.features import line_repeats
+    assert any(k.startswith("r=") for k in probe.items(pages[0], False, None, line_repeats(pages[:6], 6)[0])[0])
     assert "18 training pages" in out and "6 scored pages" in out
     macro = float(out.split("section macro-F1 ")[1].split()[0])
     assert macro > 50, out  # the synthetic pages' layout is learnable from the keys alone
@@ -314,3 +318,137 @@ def test_line_crf_probe_names_a_bad_input_line(tmp_path, capsys):
                        "--line-clusters", "4", "--iterations", "5"]) == 0
     page = Page(id="r", text="الرياض\nنص")
     assert probe.items(page, False, ({normalize("الرياض"): [0, 3]}, 1))[0].get("kb=3") == 1.0
+
+
+# ------------------------------------------------------------------------------------------------
+# Repeat keys (model.line_repeats): how many pages tagged together have the line
+
+_FURNITURE = ["انسخ الرابط", "تابعونا على منصات التواصل"]
+
+
+def _own_line(i: int) -> str:
+    """A line that no other page has: words of letters drawn for page ``i``."""
+    import random
+    rng = random.Random(i)
+    return " ".join("".join(rng.choice("بتثجحخدذرزسشصضطظعغفقكلمنهوي") for _ in range(6)) for _ in range(5))
+
+
+def _repeat_pages(n: int, seed: int = 21) -> list[Page]:
+    """Synthetic pages, each with a line of its own and then the same two furniture lines (a site's pages)."""
+    out = []
+    for i, p in enumerate(synthetic_pages(n, seed=seed)):
+        out.append(Page(id=p.id, text=p.text.rstrip("\n") + f"\n{_own_line(seed * 1000 + i)}\n" + "\n".join(_FURNITURE)))
+    return out
+
+
+def test_line_repeats_count_the_pages_of_each_group():
+    from data.features import line_repeat_key, line_repeats, repeat_groups
+    assert [list(g) for g in repeat_groups(10, 4)] == [[0, 1, 2, 3], [4, 5, 6, 7], [8, 9]]
+    assert [len(g) for g in repeat_groups(9, 4)] == [4, 5]  # a last group under half a group joins the one before
+    assert [len(g) for g in repeat_groups(3, 8)] == [3] and repeat_groups(0, 8) == []
+    # the same line whatever its digits, spaces and letter variants
+    assert line_repeat_key("نشر في 12/3/2024  الساعة ٩") == line_repeat_key("نشر في 1/10/2025 الساعة 10")
+    assert line_repeat_key("أخبـــارُ\u200f") == line_repeat_key("أخبار") and line_repeat_key("  \u200f") == ""
+
+    pages = _repeat_pages(8)
+    counts = line_repeats(pages, 8)
+    for p, c in zip(pages, counts):
+        lines = [p.text[s:e] for s, e in p.lines.tolist()]
+        assert c.shape == (len(lines),) and c.dtype == np.int64
+        for text, k in zip(lines, c.tolist()):
+            if text.strip() in _FURNITURE:
+                assert k == 8  # on every page of the group
+            elif not text.strip():
+                assert k == 0
+        assert c[-3] == 1  # the page's own line is on this page only
+    # counts are scaled to the nominal group size; too small a group is tagged as if alone
+    half = line_repeats(pages[:4], 8)
+    furniture = [k for p, c in zip(pages[:4], half) for (s, e), k in zip(p.lines.tolist(), c.tolist())
+                 if p.text[s:e].strip() in _FURNITURE]
+    assert set(furniture) == {8}  # 4 of 4 pages, as 8 of 8
+    assert line_repeats(pages[:1], 8) == [None] and line_repeats(pages[:3], 16) == [None] * 3
+    # a page's counts depend on its own group only
+    assert all(np.array_equal(a, b) for a, b in zip(line_repeats(pages, 4)[:4], line_repeats(pages[:4], 4)))
+
+
+def test_repeat_keys_widen_the_line_ids_and_alone_is_padding(tmp_path):
+    from data.features import REPEAT_FEATURES, line_repeat_keys, line_repeats
+    pages = _repeat_pages(6)
+    counts = line_repeats(pages, 6)
+    p, c = pages[0], counts[0]
+    plain = line_feature_ids(p.text, p.lines, BUCKETS)
+    both = line_feature_ids(p.text, p.lines, BUCKETS, repeats=c)
+    alone = line_feature_ids(p.text, p.lines, BUCKETS, repeat_width=True)
+    assert both.shape == alone.shape == (len(p.lines), LINE_FEATURES + REPEAT_FEATURES)
+    n = [len(k) for k in line_feature_keys(p.text, p.lines.tolist())]
+    keys = line_repeat_keys(c)
+    for row, a, base, k, extra in zip(both, alone, plain, n, keys):
+        assert np.array_equal(row[:k], base[:k]) and (row[k:k + len(extra)] > 0).all()
+        assert np.array_equal(a[:k], base[:k]) and not a[k:].any()  # alone: padding where the keys go
+    last = len(p.lines) - 1  # the last furniture line: on every page, after a line on every page
+    on_all, on_one = keys[last][0], keys[last - 2][0]  # the page's own line: on this page only
+    assert keys[last] == [on_all, "-1" + on_all] and keys[last - 1][0] == on_all and on_all != on_one
+    with pytest.raises(ValueError, match="repeats"):
+        line_feature_ids(p.text, p.lines, BUCKETS, repeats=c[:-1])
+
+    # a model trained with repeat keys saves the group size; its encoder makes them for a block
+    from model import train_wordpiece
+    tok = train_wordpiece([q.text for q in pages], vocab_size=400, min_frequency=1)
+    cfg = load_config(RunConfig, None, ["output_dir=unused", *TINY_OVERRIDES, f"model.line_buckets={BUCKETS}",
+                                        "model.line_repeats=6"])
+    model = make_model(cfg, tok, ["LOC", "ORG", "PERS"])
+    model.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path)
+    assert loaded.config.line_repeats == 6
+    enc = PageEncoder.for_model(tok, loaded)
+    block = enc.encode_block(pages)
+    assert np.array_equal(block[0]["line_ids"], both)
+    assert all(np.array_equal(f["line_ids"], enc.encode(q)["line_ids"])
+               for f, q in zip(enc.encode_block(pages, alone=True), pages))
+    assert np.array_equal(enc.encode(p)["line_ids"], alone)
+    assert np.array_equal(enc.encode_block(pages[:1])[0]["line_ids"], alone)  # a block of one page is alone
+
+
+def test_a_tagger_with_repeat_keys_learns_them_and_alone_is_each_page_on_its_own(tmp_path):
+    """A run with repeat keys (python -m train) counts each source's pages in their own order, saves the
+    group size, and its Tagger counts the lines of a block: the keys change the section scores, the same
+    block tags to the same records, and ``alone`` tags each page as a block of one would."""
+    from data.features import line_repeats
+    from synthetic import tiny_config, write_pages
+    from train.__main__ import main
+    from train.data import source_repeats
+    pages = _repeat_pages(16, seed=31)
+    # training sources: counted in each source's own order, a dropout share left as if alone
+    rep = source_repeats([pages[:8], pages[8:]], 8, 0.0, seed=1)
+    assert set(rep) == {id(p) for p in pages}
+    assert all(np.array_equal(rep[id(p)], c) for p, c in zip(pages[8:], line_repeats(pages[8:], 8)))
+    dropped = source_repeats([pages], 8, 0.5, seed=1)
+    assert 0 < len(dropped) < len(pages) and dropped.keys() == source_repeats([pages], 8, 0.5, seed=1).keys()
+
+    data = write_pages(tmp_path / "p.jsonl", pages)
+    cfg = str(tiny_config(tmp_path, data, data))
+    assert main([cfg, f"model.line_buckets={BUCKETS}", "model.line_repeats=8", "training.max_steps=4",
+                 "training.line_repeats_dropout=0.25", f"output_dir={tmp_path / 'm'}"]) == 0
+    tagger = Tagger.from_pretrained(tmp_path / "m", device="cpu", streams=1, block_size=16)
+    assert tagger.model.config.line_repeats == 8 and tagger.encoder.line_repeats == 8
+    together = list(tagger.tag(pages))
+    alone = Tagger.from_pretrained(tmp_path / "m", device="cpu", streams=1, block_size=16, alone=True)
+    apart = list(alone.tag(pages))
+    assert apart == [list(tagger.tag([p]))[0] for p in pages]  # alone = each page in a block of its own
+    assert list(tagger.tag(pages)) == together  # the same block, the same output
+    scores = [tagger.block_outputs(pages)[2], alone.block_outputs(pages)[2]]
+    assert any(not np.allclose(a, b) for a, b in zip(*scores))  # the keys reach the section scores
+
+
+def test_line_repeats_needs_line_buckets_and_a_group(tmp_path):
+    from synthetic import tiny_config, write_pages
+    from train.__main__ import ConfigError, parse
+    pages = write_pages(tmp_path / "p.jsonl", synthetic_pages(2, seed=5))
+    cfg = str(tiny_config(tmp_path, pages, pages))
+    with pytest.raises(ConfigError, match="model.line_repeats: .*set model.line_buckets"):
+        parse([cfg, "model.line_repeats=8"])
+    with pytest.raises(ConfigError, match="model.line_repeats: 1"):
+        parse([cfg, "model.line_repeats=1", "model.line_buckets=64"])
+    with pytest.raises(ConfigError, match="training.line_repeats_dropout"):
+        parse([cfg, "training.line_repeats_dropout=1.5"])
+    assert parse([cfg, "model.line_repeats=8", "model.line_buckets=64"]).model.line_repeats == 8
