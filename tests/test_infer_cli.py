@@ -409,3 +409,28 @@ def test_repeat_keys_resume_byte_identical_and_pages_alone(resume_case, repeats_
     assert len(tagged) == 12
     for rec in tagged:
         assert_valid_result(rec, rec["text"])
+
+
+def test_calibration_runs_a_repeat_keys_model_in_blocks_and_alone(repeats_model_dir):
+    """Dev biases are chosen on both ways a user tags: the pages in blocks, and each page alone."""
+    from synthetic import synthetic_pages
+    from infer.tagger import Tagger
+    from train.trainer import decode_all, model_outputs
+
+    pages = synthetic_pages(10, seed=43)
+    tagger = Tagger.from_pretrained(repeats_model_dir, device="cpu", block_size=6)
+    outputs = model_outputs(tagger, pages)
+    assert tagger.alone is False
+    assert [len(b) for b, _ in outputs] == [6, 4, 6, 4]  # the blocks, then the same blocks alone
+    assert [p.id for b, _ in outputs for p in b] == [p.id for p in pages] * 2
+    recs = decode_all(tagger, outputs)
+    keyed, alone = recs[:10], recs[10:]
+    assert keyed == list(tagger.tag(pages))
+    lone = Tagger.from_pretrained(repeats_model_dir, device="cpu", block_size=6, alone=True)
+    assert alone == list(lone.tag(pages))
+    # the two passes see other line keys: their section probabilities differ
+    import numpy as np
+    probs = [np.asarray(o) for _, out in outputs for o in out[2]]
+    assert any(not np.array_equal(a, b) for a, b in zip(probs[:10], probs[10:]))
+    # a Tagger that tags alone is run once; so is a model without repeat keys
+    assert [len(b) for b, _ in model_outputs(lone, pages)] == [6, 4]

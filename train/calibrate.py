@@ -10,9 +10,10 @@
   (0: leave them).
 
 The pages are tagged once and decoded with every candidate (:mod:`train.trainer`'s ``model_outputs``,
-``choose_outside_bias``, ``choose_section_bias``). What is chosen is written into ``DIR/config.json``
-(``ner_outside_bias``, ``section_label_bias``), which ``python -m infer`` and every ``Tagger.from_pretrained``
-then use, and the scores into ``DIR/calibration.json``.
+``choose_outside_bias``, ``choose_section_bias``); a model with repeat keys (``config.line_repeats``) is
+run over them twice, in blocks and each page alone, and scored on both passes together. What is chosen
+is written into ``DIR/config.json`` (``ner_outside_bias``, ``section_label_bias``), which ``python -m infer``
+and every ``Tagger.from_pretrained`` then use, and the scores into ``DIR/calibration.json``.
 
 The dev pages are the training run's own (``data.dev`` of ``DIR/config.yaml``, read from the current
 folder as training read them) unless ``--pages`` names labelled page JSONL files. Training does the same
