@@ -101,5 +101,5 @@ def fit_steps(model, batch: dict, steps: int, lr: float, loss: str = "loss") -> 
         res.loss.backward()
         opt.step()
         opt.zero_grad()
-        out.append(float(getattr(res, loss)))
+        out.append(float(getattr(res, loss).detach()))
     return out

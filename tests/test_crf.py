@@ -26,6 +26,7 @@ def _crf(T=3, seed=0):
     return crf
 
 
+@torch.no_grad()
 def _path_score(crf, em, tags):
     s = crf.start[tags[0]] + em[0, tags[0]]
     for a, b, t in zip(tags, tags[1:], range(1, len(tags))):
@@ -56,13 +57,13 @@ def test_viterbi_equals_brute_force_and_restarts_at_line_changes():
     crf, T = _crf(seed=1), 3
     lp = np.log(np.random.default_rng(0).dirichlet(np.ones(T), size=6)).astype(np.float32)
     best = max(itertools.product(range(T), repeat=6),
-               key=lambda p: float(_path_score(crf, torch.from_numpy(lp), list(p)).detach()))
+               key=lambda p: float(_path_score(crf, torch.from_numpy(lp), list(p))))
     assert crf.viterbi(lp).tolist() == list(best)
     groups = np.array([0, 0, 0, 1, 1, 1])
     halves = []
     for a, b in ((0, 3), (3, 6)):
         halves += max(itertools.product(range(T), repeat=3),
-                      key=lambda p: float(_path_score(crf, torch.from_numpy(lp[a:b]), list(p)).detach()))
+                      key=lambda p: float(_path_score(crf, torch.from_numpy(lp[a:b]), list(p))))
     assert crf.viterbi(lp, groups).tolist() == list(halves)
 
 
@@ -116,7 +117,7 @@ def test_joint_model_with_crf_trains_and_tags(tmp_path):
         out.loss.backward()
         opt.step()
         opt.zero_grad()
-        losses.append(float(out.ner_loss))
+        losses.append(float(out.ner_loss.detach()))
     assert losses[-1] < losses[0] * 0.7
     model.save_pretrained(tmp_path)
     tok.save_pretrained(tmp_path)
@@ -197,10 +198,10 @@ def test_joint_model_ner_loss_is_a_chain_per_line():
             k = int((labels[sel] != -100).sum())
             if k:
                 one = torch.zeros(int(sel.sum()), dtype=torch.long)
-                total += float(model.crf.nll(out.ner_logits[sel], labels[sel], one)) * k
+                total += float(model.crf.nll(out.ner_logits[sel], labels[sel], one).detach()) * k
                 n += k
         assert len(lines.unique()) > len(pages) and n > 0
-        assert abs(float(out.ner_loss) - total / n) < 1e-4
+        assert abs(float(out.ner_loss.detach()) - total / n) < 1e-4
         chained = float(model.crf.nll(out.ner_logits, labels, batch["line_page"][lines]))
         assert abs(chained - total / n) > 1e-3  # what the page-long chain gave: not the same loss
 
