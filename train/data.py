@@ -93,10 +93,6 @@ def training_sources(cfg: DataConfig) -> list[tuple[list[Page], float]]:
     return [(source_pages(s, f"data.train[{i}]"), s.weight) for i, s in enumerate(cfg.train)]
 
 
-def training_pages(cfg: DataConfig, seed: int) -> list[Page]:
-    return mix(training_sources(cfg), random.Random(seed))
-
-
 def source_repeats(sources: list[list[Page]], group: int, dropout: float, seed: int) -> dict[int, np.ndarray]:
     """``id(page) -> data.features.line_repeats`` counts of each source's pages, grouped in the source's
     own order (as a Tagger block groups its input), for ``model.line_repeats``. A ``dropout`` share of the
