@@ -58,13 +58,10 @@ def model_outputs(tagger: Tagger, pages: Sequence[Page], progress: bool = False)
     out = []
     with tqdm(total=len(pages) * (1 + both), desc="dev pages", unit="page", disable=not progress) as bar:
         for alone in (False, True)[: 1 + both]:
-            was, tagger.alone = tagger.alone, alone or tagger.alone
-            try:
-                for block in fixed_blocks(pages, tagger.block_size):
-                    out.append((block, tagger.block_outputs(block)))
-                    bar.update(len(block))
-            finally:
-                tagger.alone = was
+            for block in fixed_blocks(pages, tagger.block_size):
+                feats = tagger.encoder.encode_block(block, alone=alone or tagger.alone)
+                out.append((block, tagger.block_outputs(block, feats)))
+                bar.update(len(block))
     return out
 
 
