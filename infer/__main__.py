@@ -35,8 +35,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "line: one window per line; short/align: fixed windows overlapping by the model's stride)")
     ap.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                     help="run the encoder in PyTorch or in ONNX Runtime (CPU; pip install '.[onnx]')")
-    ap.add_argument("--quantize", choices=("int8",), default=None,
-                    help="int8 encoder weights (CPU): dynamic quantisation in PyTorch or ONNX Runtime")
+    ap.add_argument("--quantize", choices=("int8", "bf16"), default=None,
+                    help="int8: int8 encoder weights (CPU), dynamic quantisation in PyTorch or ONNX Runtime; "
+                         "bf16: the encoder under bf16 autocast (fast on CPUs with AVX512_BF16 or AMX)")
     ap.add_argument("--overlap", choices=("central", "longest"), default="central",
                     help="where windows overlap: central (each word from the window where it has the most context) "
                          "or longest (the HF pipeline's rule: of two overlapping entities the longer; for its exact output)")

@@ -36,7 +36,7 @@ import torch
 
 from data.schema import Page, load_pages
 from data.text import WINDOW_PLANS, normalize
-from infer.tagger import Tagger, resolve_device, resolve_dtype
+from infer.tagger import Tagger, cpu_flags, resolve_device, resolve_dtype
 
 SIZES = {  # layers, hidden, heads, FFN
     "tiny": (4, 256, 4, 1024),
@@ -294,12 +294,9 @@ def cpu_name() -> str:
 
 
 def int8_flags() -> list[str]:
-    try:
-        flags = set(next(l for l in Path("/proc/cpuinfo").read_text().splitlines() if l.startswith("flags")).split())
-    except (OSError, StopIteration):
-        return []
-    return sorted(f for f in flags if f in {"avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8",
-                                            "amx_bf16", "avx512_bf16"})
+    """The CPU's int8 and bf16 matrix instructions (VNNI, AMX, AVX512_BF16) and vector widths."""
+    return sorted(cpu_flags() & {"avx2", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8",
+                                 "amx_bf16", "avx512_bf16"})
 
 
 # ------------------------------------------------------------------------------------------------
@@ -314,7 +311,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--n-pages", type=int, default=40)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: fp32 on CPU, bf16 on GPU)")
-    ap.add_argument("--quantize", choices=["int8"], default=None, help="the Tagger's encoder in dynamic int8 (CPU)")
+    ap.add_argument("--quantize", choices=["int8", "bf16"], default=None,
+                    help="the Tagger's encoder in dynamic int8 (CPU) or under bf16 autocast (the pipeline stays at --dtype)")
     ap.add_argument("--backend", choices=["torch", "onnx"], default="torch",
                     help="the Tagger's encoder in PyTorch or ONNX Runtime (CPU; pip install '.[onnx]')")
     ap.add_argument("--window", type=int, default=512, help="window length of a random-weight model")
@@ -413,11 +411,13 @@ def main(argv=None) -> dict:
     d, f, L = cfg.encoder_config.hidden_size, cfg.encoder_config.intermediate_size, cfg.window_length
     probe_m = 16384 if device.type == "cuda" else 4096
     probes = []
+    # the roofline at the dtype of the Tagger's products (bf16 autocast: the bf16 rate)
+    probe_dtype = torch.bfloat16 if args.quantize == "bf16" else dtype
     for rnd in range(args.rounds):
         order = ("tagger", "pipeline") if rnd % 2 == 0 else ("pipeline", "tagger")
         for which in order:
             if which == "tagger":
-                probes.append(matmul_probe(device, dtype, probe_m, d, f, seconds=0.5, streams=tagger.streams))
+                probes.append(matmul_probe(device, probe_dtype, probe_m, d, f, seconds=0.5, streams=tagger.streams))
                 t, ours = tagger_pass(tagger, pages)
                 t_tag.append(t)
             else:
@@ -460,7 +460,7 @@ def main(argv=None) -> dict:
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "probe_gflops": round(probe / 1e9, 1), "flops_per_token": fpt,
         "device": str(device), "dtype": str(dtype).replace("torch.", ""), "size": size,
-        "quantize": args.quantize, "compile": bool(args.compile), "backend": args.backend,
+        "quantize": args.quantize, "probe_dtype": str(probe_dtype).replace("torch.", ""), "compile": bool(args.compile), "backend": args.backend,
         "pages": len(pages), "tokens": n_tokens, "rounds": args.rounds, "timing_spread": round(spread, 3),
         "pipeline_batch_size": batch_size, "window_length": L, "stride": cfg.stride,
         "batch_tokens": args.batch_tokens, "threads": threads, "streams": tagger.streams, "windows": tagger.encoder.windows,
@@ -471,7 +471,7 @@ def main(argv=None) -> dict:
     if device.type == "cuda":
         res["gpu"] = torch.cuda.get_device_name(device)
         res["peak_gpu_mb"] = round(torch.cuda.max_memory_allocated(device) / 2**20, 1)
-    print(f"{len(pages)} pages, {n_tokens:,} tokens; {size} {res['dtype']}{' int8' if args.quantize else ''}{' onnxruntime' if args.backend == 'onnx' else ''} "
+    print(f"{len(pages)} pages, {n_tokens:,} tokens; {size} {res['dtype']}{' ' + args.quantize if args.quantize else ''}{' onnxruntime' if args.backend == 'onnx' else ''} "
           f"on {device} ({threads} threads)\n"
           f"  tagger   {res['tagger_tokens_per_s']:>10,.0f} tokens/s {res['tagger_pages_per_s']:8.2f} pages/s\n"
           f"  pipeline {res['pipeline_tokens_per_s']:>10,.0f} tokens/s {res['pipeline_pages_per_s']:8.2f} pages/s"
