@@ -434,3 +434,16 @@ def test_calibration_runs_a_repeat_keys_model_in_blocks_and_alone(repeats_model_
     assert any(not np.array_equal(a, b) for a, b in zip(probs[:10], probs[10:]))
     # a Tagger that tags alone is run once; so is a model without repeat keys
     assert [len(b) for b, _ in model_outputs(lone, pages)] == [6, 4]
+
+
+def test_dev_scores_of_a_repeat_keys_model_count_both_ways(repeats_model_dir, tiny_model_dir):
+    """The per-epoch dev score that picks the kept checkpoint tags a repeat-keys model's dev pages in
+    blocks and alone (as the bias calibration does); a model without repeat keys is tagged once."""
+    def passes(folder):
+        hist = json.loads((folder / "log_history.json").read_text(encoding="utf-8"))
+        evals = [h for h in hist if "eval_combined_f1" in h]
+        assert evals
+        return {h["eval_passes"] for h in evals}
+
+    assert passes(repeats_model_dir) == {2}
+    assert passes(tiny_model_dir) == {1}
