@@ -47,8 +47,8 @@ QUANTIZE = ("int8", "bf16")
 
 class AutocastEncoder(nn.Module):
     """The encoder run under ``torch.autocast``: its matrix products (Linear layers, attention) take
-    ``dtype`` inputs and weights, while LayerNorm, softmax-free glue and the residual stream stay in
-    float32 (autocast's rules), and the output is float32 for the heads. On a CPU with AVX512_BF16
+    ``dtype`` inputs and weights, while LayerNorm and the residual stream stay in float32 (autocast's
+    rules), and the output is float32 for the heads. On a CPU with AVX512_BF16
     (or AMX) oneDNN's bf16 products run at 2-3x the float32 rate."""
 
     def __init__(self, encoder: nn.Module, device_type: str, dtype: torch.dtype = torch.bfloat16):
@@ -81,7 +81,8 @@ def quantize_encoder(model, how: str, device: torch.device):
     if how not in QUANTIZE:
         raise ValueError(f"unknown quantize {how!r}; use {' or '.join(QUANTIZE)}")
     if how == "bf16":
-        if device.type == "cpu" and cpu_flags() and not cpu_flags() & {"avx512_bf16", "amx_bf16"}:
+        flags = cpu_flags() if device.type == "cpu" else set()
+        if flags and not flags & {"avx512_bf16", "amx_bf16"}:
             import warnings
 
             warnings.warn("quantize=bf16: this CPU has neither avx512_bf16 nor amx_bf16, so its bf16 products "

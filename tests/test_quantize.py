@@ -78,3 +78,18 @@ def test_cli_quantize_bf16(tiny_model_dir, tmp_path):
                     "--device", "cpu", "--no-progress", "--quantize", "bf16"], check=True, capture_output=True)
     rec = json.loads(out.read_text(encoding="utf-8"))
     assert rec["id"] == page.id and rec["sections"]
+
+
+def test_bf16_warns_on_a_cpu_without_bf16_products(tiny, monkeypatch):
+    import warnings
+
+    import infer.tagger as tagger_module
+
+    model, tok = tiny
+    monkeypatch.setattr(tagger_module, "cpu_flags", lambda: {"avx2", "fma"})
+    with pytest.warns(UserWarning, match="avx512_bf16"):
+        Tagger(model, tok, device="cpu", quantize="bf16")
+    monkeypatch.setattr(tagger_module, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_bf16"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        Tagger(model, tok, device="cpu", quantize="bf16")

@@ -272,10 +272,6 @@ class JointTrainer(Trainer):
         finally:
             model.train(was_training)
 
-    def tag(self, pages: Sequence[Page]) -> list[dict]:
-        """Tagger records for ``pages`` from the model being trained (left in training mode after)."""
-        return self._run_tagger(lambda tagger: list(tagger.tag(pages)))
-
     def calibrate(self, outside_bias_grid: Sequence[float] | None, section_bias_rounds: int,
                   pages: Sequence[Page] | None = None) -> dict:
         """Decode-time biases chosen on the dev pages with the model being trained (one pass of the model):
