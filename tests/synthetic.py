@@ -103,3 +103,14 @@ def fit_steps(model, batch: dict, steps: int, lr: float, loss: str = "loss") -> 
         opt.zero_grad()
         out.append(float(getattr(res, loss).detach()))
     return out
+
+
+def padded_ids(model, seed: int, lengths: list[int], width: int):
+    """Random subword ids for ``model``'s encoder, one row per length, padded to ``width`` (pad id 0),
+    and their attention mask."""
+    import torch
+
+    g = torch.Generator().manual_seed(seed)
+    ids = torch.randint(5, model.config.encoder_config.vocab_size, (len(lengths), width), generator=g)
+    mask = (torch.arange(width)[None, :] < torch.tensor(lengths)[:, None]).long()
+    return ids * mask, mask

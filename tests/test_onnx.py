@@ -12,7 +12,7 @@ from transformers import AutoModel, AutoTokenizer
 
 pytest.importorskip("onnxruntime", reason="the ONNX backend needs onnxruntime (pip install '.[onnx]')")
 
-from synthetic import synthetic_pages  # noqa: E402
+from synthetic import padded_ids, synthetic_pages  # noqa: E402
 from infer.onnx import OnnxEncoder  # noqa: E402
 from infer.tagger import Tagger  # noqa: E402
 
@@ -24,12 +24,7 @@ def tiny(tiny_model_dir):
 
 def test_states_equal_pytorch_on_padded_batches_and_model_untouched(tiny):
     model, _ = tiny
-    g = torch.Generator().manual_seed(0)
-    ids = torch.randint(5, model.config.encoder_config.vocab_size, (3, 50), generator=g)
-    mask = torch.ones_like(ids)
-    mask[1, 31:] = 0
-    mask[2, 6:] = 0
-    ids = ids * mask
+    ids, mask = padded_ids(model, 0, [50, 31, 6], 50)
     onnx = OnnxEncoder(model.encoder)
     with torch.no_grad():
         want = model.encoder(input_ids=ids, attention_mask=mask).last_hidden_state

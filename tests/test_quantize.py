@@ -12,7 +12,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer
 
-from synthetic import synthetic_pages
+from synthetic import padded_ids, synthetic_pages
 from infer.bench import f1
 from infer.tagger import AutocastEncoder, Tagger
 
@@ -28,10 +28,7 @@ def _entities(records):
 
 def test_bf16_encoder_states_close_to_float32_and_float32_out(tiny):
     model, _ = tiny
-    g = torch.Generator().manual_seed(3)
-    ids = torch.randint(5, model.config.encoder_config.vocab_size, (2, 40), generator=g)
-    mask = torch.ones_like(ids)
-    mask[1, 25:] = 0
+    ids, mask = padded_ids(model, 3, [40, 25], 40)
     enc = AutocastEncoder(model.encoder, "cpu", torch.bfloat16)
     with torch.inference_mode():
         want = model.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
