@@ -22,7 +22,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("input", metavar="INPUT", help="folder of .txt, a .txt file, '-' for stdin JSONL, or page JSONL")
     ap.add_argument("--model", required=True, metavar="DIR", help="a model folder written by python -m train")
     ap.add_argument("-o", "--output", metavar="OUTPUT.jsonl", help="output JSONL (default: stdout); an existing file is resumed")
-    ap.add_argument("--batch-tokens", type=int, default=16384, metavar="N", help="subword tokens per batch (default 16384)")
+    ap.add_argument("--batch-tokens", type=int, default=None, metavar="N",
+                    help="subword tokens per batch (default 4096 on a CPU, 16384 on a GPU)")
     ap.add_argument("--block-size", type=int, default=256, metavar="N",
                     help="input records per block; batches never cross blocks, so resumed and sharded runs write "
                          "the same bytes (default 256). Keep it the same when resuming. A model with repeat keys "
@@ -72,7 +73,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
             args.section_bias = parse_section_bias(args.section_bias)
         except ValueError as err:
             ap.error(f"--outside-bias / --section-bias: {err}")
-    if args.block_size < 1 or args.batch_tokens < 1:
+    if args.block_size < 1 or (args.batch_tokens is not None and args.batch_tokens < 1):
         ap.error("--block-size and --batch-tokens must be positive")
     return args
 

@@ -36,7 +36,7 @@ import torch
 
 from data.schema import Page, load_pages
 from data.text import WINDOW_PLANS, normalize
-from infer.tagger import Tagger, cpu_flags, resolve_device, resolve_dtype
+from infer.tagger import Tagger, cpu_flags, default_batch_tokens, resolve_device, resolve_dtype
 
 SIZES = {  # layers, hidden, heads, FFN
     "tiny": (4, 256, 4, 1024),
@@ -358,7 +358,7 @@ def main(argv=None) -> dict:
     torch.set_num_threads(threads)
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
-    args.batch_tokens = args.batch_tokens or (16384 if device.type == "cuda" else 4096)
+    args.batch_tokens = args.batch_tokens or default_batch_tokens(device)
 
     pages = load_pages(args.pages)[: args.n_pages] if args.pages else bench_pages(args.n_pages, args.seed)
     if args.model:

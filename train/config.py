@@ -144,7 +144,8 @@ class TrainingConfig:
     lr_scheduler_type: str = field(default="linear", metadata={"help": "transformers scheduler name"})
     per_device_train_batch_size: int = field(default=8, metadata={"help": "pages per device and step"})
     gradient_accumulation_steps: int = field(default=1, metadata={"help": "steps accumulated per update"})
-    eval_batch_tokens: int = field(default=16384, metadata={"help": "Tagger token budget for dev evaluation"})
+    eval_batch_tokens: int | None = field(default=None, metadata={
+        "help": "Tagger token budget for dev evaluation (default: the Tagger's, 4096 on a CPU, 16384 on a GPU)"})
     lexical_tags_fit: Literal["softmax", "crf"] = field(default="softmax", metadata={
         "help": "how model.lexical_tags are fitted: softmax (per word, Adam) or crf (a linear-chain CRF, "
                 "sklearn-crfsuite L-BFGS with L1 + L2; its transitions go to model.use_crf's head)"})

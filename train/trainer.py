@@ -176,7 +176,7 @@ class JointTrainer(Trainer):
     and each thread draws its dropout masks from its own generator seeded from torch's, so a run
     stays bit-reproducible."""
 
-    def __init__(self, *args, eval_batch_tokens: int = 16384, lexical_lr_multiplier: float = 1.0,
+    def __init__(self, *args, eval_batch_tokens: int | None = None, lexical_lr_multiplier: float = 1.0,
                  streams: int = 1, **kwargs):
         super().__init__(*args, **kwargs)
         self.eval_batch_tokens = eval_batch_tokens
