@@ -215,19 +215,27 @@ class Tagger:
 
     # -----------------------------------------------------------------------------------------
     def tag(self, pages: Iterable[Page]) -> Iterator[dict]:
-        """Results in input order, tagging fixed blocks of ``block_size`` pages at a time. With
-        ``prefetch`` (the default on a GPU), a worker thread tokenises the next block while the
-        model runs on this one (the fast tokenizer releases the GIL)."""
+        """Results in input order, tagging fixed blocks of ``block_size`` pages at a time."""
+        for block, outputs in self.outputs(pages):
+            yield from self.decode_block(block, outputs)
+
+    def outputs(self, pages: Iterable[Page], alone: bool | None = None) -> Iterator[tuple[list[Page], tuple]]:
+        """Each fixed block of ``block_size`` pages with its :meth:`block_outputs`, in input order: what
+        :meth:`tag` decodes, and what calibration decodes with many biases. ``alone`` (default: the
+        Tagger's): each page's line keys as if it were tagged on its own. With ``prefetch`` (the default
+        on a GPU), a worker thread tokenises the next block while the model runs on this one (the fast
+        tokenizer releases the GIL)."""
+        alone = self.alone if alone is None else bool(alone)
         blocks = fixed_blocks(pages, self.block_size)
         if not self.prefetch:
             for block in blocks:
-                yield from self.tag_block(block)
+                yield block, self.block_outputs(block, self.encoder.encode_block(block, alone=alone))
             return
         from concurrent.futures import ThreadPoolExecutor
 
         def read_and_encode():  # the input is read in the worker too, one block at a time, so an
             block = next(blocks, None)  # error in it surfaces after the blocks before it are out
-            return block, (self.encoder.encode_block(block, alone=self.alone) if block is not None else None)
+            return block, (self.encoder.encode_block(block, alone=alone) if block is not None else None)
 
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagger-prefetch") as pool:
             pending = pool.submit(read_and_encode)
@@ -236,7 +244,7 @@ class Tagger:
                 if block is None:
                     return
                 pending = pool.submit(read_and_encode)
-                yield from self.tag_block(block, feats)
+                yield block, self.block_outputs(block, feats)
 
     def tag_block(self, pages: list[Page], feats: list[dict] | None = None) -> list[dict]:
         return self.decode_block(pages, self.block_outputs(pages, feats))

@@ -434,6 +434,9 @@ def test_calibration_runs_a_repeat_keys_model_in_blocks_and_alone(repeats_model_
     assert any(not np.array_equal(a, b) for a, b in zip(probs[:10], probs[10:]))
     # a Tagger that tags alone is run once; so is a model without repeat keys
     assert [len(b) for b, _ in model_outputs(lone, pages)] == [6, 4]
+    # the same passes through the prefetching path that Tagger.tag takes on a GPU
+    fetching = Tagger.from_pretrained(repeats_model_dir, device="cpu", block_size=6, prefetch=True)
+    assert decode_all(fetching, model_outputs(fetching, pages)) == recs
 
 
 def test_dev_scores_of_a_repeat_keys_model_count_both_ways(repeats_model_dir, tiny_model_dir):
@@ -447,3 +450,17 @@ def test_dev_scores_of_a_repeat_keys_model_count_both_ways(repeats_model_dir, ti
 
     assert passes(repeats_model_dir) == {2}
     assert passes(tiny_model_dir) == {1}
+
+
+def test_default_batch_budget_per_device(tiny_model_dir):
+    """No budget given: 4096 subword tokens a batch on a CPU, 16384 on a GPU (never under one window)."""
+    import torch
+
+    from infer.tagger import Tagger, default_batch_tokens
+
+    assert default_batch_tokens(torch.device("cpu")) == 4096
+    assert default_batch_tokens(torch.device("cuda")) == 16384
+    tagger = Tagger.from_pretrained(tiny_model_dir, device="cpu")
+    assert tagger.batch_tokens == max(4096, tagger.model.config.window_length)
+    assert Tagger.from_pretrained(tiny_model_dir, device="cpu", batch_tokens=64).batch_tokens == \
+        tagger.model.config.window_length

@@ -51,16 +51,13 @@ def model_outputs(tagger: Tagger, pages: Sequence[Page], progress: bool = False)
     seed page's teaser, tagged alone, as body)."""
     from tqdm.auto import tqdm
 
-    from infer.jobs import fixed_blocks
-
     pages = list(pages)
     both = bool(getattr(tagger.model.config, "line_repeats", None)) and not tagger.alone
     out = []
     with tqdm(total=len(pages) * (1 + both), desc="dev pages", unit="page", disable=not progress) as bar:
         for alone in (False, True)[: 1 + both]:
-            for block in fixed_blocks(pages, tagger.block_size):
-                feats = tagger.encoder.encode_block(block, alone=alone or tagger.alone)
-                out.append((block, tagger.block_outputs(block, feats)))
+            for block, outputs in tagger.outputs(pages, alone=alone or tagger.alone):  # Tagger.tag's own path
+                out.append((block, outputs))
                 bar.update(len(block))
     return out
 
