@@ -452,7 +452,7 @@ def test_dev_scores_of_a_repeat_keys_model_count_both_ways(repeats_model_dir, ti
     assert passes(tiny_model_dir) == {1}
 
 
-def test_default_batch_budget_per_device(tiny_model_dir):
+def test_default_batch_budget_per_device(tiny_model_dir, tmp_path, capsys):
     """No budget given: 4096 subword tokens a batch on a CPU, 16384 on a GPU (never under one window)."""
     import torch
 
@@ -464,3 +464,9 @@ def test_default_batch_budget_per_device(tiny_model_dir):
     assert tagger.batch_tokens == max(4096, tagger.model.config.window_length)
     assert Tagger.from_pretrained(tiny_model_dir, device="cpu", batch_tokens=64).batch_tokens == \
         tagger.model.config.window_length
+    inp = write_lines(tmp_path / "in.jsonl", [page_line("p", page_text(3, 1))])
+    for bad in ("0", "-5"):  # a given budget must be positive; none given is the device's default
+        with pytest.raises(SystemExit) as exc:
+            run(tiny_model_dir, inp, tmp_path / f"o{bad}.jsonl", "--batch-tokens", bad)
+        assert exc.value.code == 2 and "--batch-tokens must be positive" in capsys.readouterr().err
+    assert run(tiny_model_dir, inp, tmp_path / "ok.jsonl") == 0 and len(records(tmp_path / "ok.jsonl")) == 1
