@@ -18,6 +18,7 @@ from torch import nn
 from data.features import PageEncoder
 from data.labels import SECTION_TAGS, bio_runs, entity_tagset
 from data.schema import DEFAULT_MAX_CHARS, Page
+from infer.cpu import cpu_flags, split_int8_linears
 from infer.jobs import fixed_blocks
 from model.crf import LinearChainCRF, check_outside_bias, check_section_bias, check_section_once
 
@@ -52,7 +53,7 @@ def default_batch_tokens(device: torch.device) -> int:
     return 16384 if device.type == "cuda" else 4096
 
 
-QUANTIZE = ("int8", "bf16")
+QUANTIZE = ("int8", "int8x3", "bf16")
 
 
 class AutocastEncoder(nn.Module):
@@ -75,23 +76,16 @@ class AutocastEncoder(nn.Module):
         return out
 
 
-def cpu_flags() -> set[str]:
-    """The CPU's feature flags (Linux /proc/cpuinfo; empty where it cannot be read)."""
-    try:
-        with open("/proc/cpuinfo") as f:
-            return set(next(line for line in f if line.startswith("flags")).split(":", 1)[1].split())
-    except (OSError, StopIteration, IndexError):
-        return set()
-
-
 def quantize_encoder(model, how: str, device: torch.device):
-    """``int8``: dynamic int8 quantisation of the encoder's Linear layers (CPU only). ``bf16``: the
-    encoder under bf16 autocast (weights kept in float32, products in bf16). The heads stay in
-    float, so NER probabilities and the section layer keep their precision."""
+    """``int8``: dynamic int8 quantisation of the encoder's Linear layers (CPU only). ``int8x3``: each of
+    the encoder's Linear layers as three int8 products of split weights and inputs, near float32's
+    precision (``infer.cpu.SplitInt8Linear``; CPU only, fast where the CPU has AMX). ``bf16``: the encoder
+    under bf16 autocast (weights kept in float32, products in bf16). The heads stay in float, so NER
+    probabilities and the section layer keep their precision."""
     if how not in QUANTIZE:
-        raise ValueError(f"unknown quantize {how!r}; use {' or '.join(QUANTIZE)}")
+        raise ValueError(f"unknown quantize {how!r}; use {', '.join(QUANTIZE)}")
+    flags = cpu_flags() if device.type == "cpu" else set()
     if how == "bf16":
-        flags = cpu_flags() if device.type == "cpu" else set()
         if flags and not flags & {"avx512_bf16", "amx_bf16"}:
             import warnings
 
@@ -100,7 +94,15 @@ def quantize_encoder(model, how: str, device: torch.device):
         model.encoder = AutocastEncoder(model.encoder, device.type, torch.bfloat16)
         return model
     if device.type != "cpu":
-        raise ValueError("quantize=int8 is dynamic int8 quantisation for CPU inference")
+        raise ValueError(f"quantize={how} is int8 for CPU inference")
+    if how == "int8x3":
+        if flags and "amx_int8" not in flags:
+            import warnings
+
+            warnings.warn("quantize=int8x3: this CPU has no amx_int8, so its three int8 products per layer may "
+                          "run no faster than float32", stacklevel=3)
+        split_int8_linears(model.encoder)
+        return model
     from torch.ao.quantization import quantize_dynamic
 
     model.encoder = quantize_dynamic(model.encoder, {torch.nn.Linear}, dtype=torch.qint8)

@@ -1,6 +1,7 @@
 """Low-precision CPU options of the Tagger in PyTorch: ``quantize="bf16"`` (the encoder under bf16
-autocast) and ``quantize="int8"`` (dynamic int8 Linear layers). Both leave the caller's model as it
-was, keep the heads in float32, and tag nearly as the float32 Tagger does."""
+autocast), ``quantize="int8"`` (dynamic int8 Linear layers) and ``quantize="int8x3"`` (three int8
+products of split weights and inputs). All leave the caller's model as it was, keep the heads in
+float32, and tag nearly as the float32 Tagger does; int8x3 all but exactly."""
 from __future__ import annotations
 
 import copy
@@ -14,7 +15,11 @@ from transformers import AutoModel, AutoTokenizer
 
 from synthetic import padded_ids, synthetic_pages
 from infer.bench import f1
+from infer.cpu import SplitInt8Linear, split_int8_available
 from infer.tagger import AutocastEncoder, Tagger
+
+needs_int8x3 = pytest.mark.skipif(not split_int8_available(),
+                                  reason="this torch build lacks oneDNN's int8 products (torch.ops.onednn.qlinear_pointwise)")
 
 
 @pytest.fixture(scope="module")
@@ -40,7 +45,7 @@ def test_bf16_encoder_states_close_to_float32_and_float32_out(tiny):
     assert next(model.encoder.parameters()).dtype == torch.float32  # the weights stay float32
 
 
-@pytest.mark.parametrize("how", ["bf16", "int8"])
+@pytest.mark.parametrize("how", ["bf16", "int8", pytest.param("int8x3", marks=needs_int8x3)])
 def test_tagger_low_precision_tags_like_float32_and_leaves_the_model(tiny, how):
     model, tok = tiny
     before = copy.deepcopy(model.state_dict())
@@ -55,24 +60,97 @@ def test_tagger_low_precision_tags_like_float32_and_leaves_the_model(tiny, how):
     assert f1(_entities(got), _entities(want)) >= 0.9
     assert tagger.model is not model and tagger.model.ner_head.weight.dtype == torch.float32
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # the caller's model untouched
+    if how == "int8x3":  # near float32: every section, and all but a rare entity
+        assert same == len(pages) and f1(_entities(got), _entities(want)) >= 0.99
+
+
+@needs_int8x3
+def test_split_int8_linear_is_float32_grade():
+    torch.manual_seed(0)
+    lin = torch.nn.Linear(96, 40)
+    torch.nn.init.normal_(lin.bias, std=0.3)
+    x = torch.randn(3, 7, 96)
+    x[0, 0, 5] = 30.0  # an outlier widens the input's int8 step; the low part keeps its precision
+    q = SplitInt8Linear(lin)
+    with torch.inference_mode():
+        want = torch.nn.functional.linear(x.double(), lin.weight.double(), lin.bias.double())
+        got = q(x)
+        bf16 = torch.nn.functional.linear(x.bfloat16(), lin.weight.bfloat16(), lin.bias.bfloat16())
+        rel = lambda y: ((y.double() - want).norm() / want.norm()).item()  # noqa: E731
+        assert got.dtype == torch.float32 and got.shape == (3, 7, 40)
+        assert 0 < rel(got) < 1e-3 and rel(got) < rel(bf16) / 5, (rel(got), rel(bf16))
+        assert q(x[:, :0]).shape == (3, 0, 40)  # no rows: no products, the right shape
+        lin_nb = torch.nn.Linear(96, 40, bias=False)
+        nb = SplitInt8Linear(lin_nb)(x)
+        assert ((nb - lin_nb(x)).norm() / lin_nb(x).norm()).item() < 1e-3
+
+
+@needs_int8x3
+def test_int8x3_splits_an_attention_input_once_for_query_key_and_value(tiny, monkeypatch):
+    import infer.cpu as cpu
+
+    model, _ = tiny
+    enc = cpu.split_int8_linears(copy.deepcopy(model.encoder))
+    calls = []
+    real = cpu._split_input
+    monkeypatch.setattr(cpu, "_split_input", lambda x: calls.append(x.shape) or real(x))
+    ids, mask = padded_ids(model, 3, [40, 25], 40)
+    with torch.inference_mode():
+        shared = enc(input_ids=ids, attention_mask=mask).last_hidden_state
+        layers = model.encoder.config.num_hidden_layers
+        per_token = lambda: sum(shape[0] == ids.numel() for shape in calls)  # noqa: E731  (not the pooler's)
+        assert per_token() == 4 * layers  # query/key/value once, attention output, FFN in, FFN out
+        for m in enc.modules():
+            if isinstance(m, SplitInt8Linear):
+                m._shared = None
+        alone = enc(input_ids=ids, attention_mask=mask).last_hidden_state
+        assert per_token() == 4 * layers + 6 * layers
+        want = model.encoder(input_ids=ids, attention_mask=mask).last_hidden_state
+    assert torch.equal(shared, alone)  # the shared split is the same split
+    keep = mask.bool()
+    assert ((shared[keep] - want[keep]).norm() / want[keep].norm()).item() < 2e-3
+
+
+def test_keep_malloc_pages_stops_page_faults_on_reallocation():
+    """After keep_malloc_pages freed 64 MB buffers' pages are reused, not mapped and faulted in again at
+    every allocation; TAGGER_KEEP_MALLOC_PAGES=0 leaves malloc as it was."""
+    import os
+
+    if not sys.platform.startswith("linux"):
+        pytest.skip("glibc malloc settings: Linux only")
+    code = ("import resource, torch\n"
+            "from infer.cpu import keep_malloc_pages\n"
+            "on = keep_malloc_pages()\n"
+            "f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
+            "for _ in range(8):\n"
+            "    x = torch.ones(16 * 2**20); del x\n"
+            "print(on, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)\n")
+    runs = {}
+    for env in ("1", "0"):
+        out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
+                             env={**os.environ, "TAGGER_KEEP_MALLOC_PAGES": env}).stdout.split()
+        runs[env] = (out[0] == "True", int(out[1]))
+    assert runs["0"][0] is False and runs["0"][1] > 8 * 10_000, runs  # each time 64 MB in 4 KB pages
+    assert runs["1"][0] is True and runs["1"][1] < runs["0"][1] / 2, runs
 
 
 def test_quantize_errors_name_the_choices(tiny):
     model, tok = tiny
-    with pytest.raises(ValueError, match="int8 or bf16"):
+    with pytest.raises(ValueError, match="int8, int8x3, bf16"):
         Tagger(model, tok, device="cpu", quantize="int4")
     pytest.importorskip("onnxruntime", reason="the ONNX backend needs onnxruntime (pip install '.[onnx]')")
     with pytest.raises(ValueError, match="int8"):
         Tagger(model, tok, device="cpu", backend="onnx", quantize="bf16")
 
 
-def test_cli_quantize_bf16(tiny_model_dir, tmp_path):
+@pytest.mark.parametrize("how", ["bf16", pytest.param("int8x3", marks=needs_int8x3)])
+def test_cli_quantize(tiny_model_dir, tmp_path, how):
     page = synthetic_pages(1, seed=32)[0]
     src = tmp_path / "in.jsonl"
     src.write_text(json.dumps(page.to_dict(), ensure_ascii=False) + "\n", encoding="utf-8")
     out = tmp_path / "out.jsonl"
     subprocess.run([sys.executable, "-m", "infer", str(src), "--model", str(tiny_model_dir), "-o", str(out),
-                    "--device", "cpu", "--no-progress", "--quantize", "bf16"], check=True, capture_output=True)
+                    "--device", "cpu", "--no-progress", "--quantize", how], check=True, capture_output=True)
     rec = json.loads(out.read_text(encoding="utf-8"))
     assert rec["id"] == page.id and rec["sections"]
 
@@ -90,3 +168,19 @@ def test_bf16_warns_on_a_cpu_without_bf16_products(tiny, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("error", UserWarning)
         Tagger(model, tok, device="cpu", quantize="bf16")
+
+
+@needs_int8x3
+def test_int8x3_warns_on_a_cpu_without_amx(tiny, monkeypatch):
+    import warnings
+
+    import infer.tagger as tagger_module
+
+    model, tok = tiny
+    monkeypatch.setattr(tagger_module, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_vnni"})
+    with pytest.warns(UserWarning, match="amx_int8"):
+        Tagger(model, tok, device="cpu", quantize="int8x3")
+    monkeypatch.setattr(tagger_module, "cpu_flags", lambda: {"avx512f", "amx_int8"})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UserWarning)
+        Tagger(model, tok, device="cpu", quantize="int8x3")
