@@ -36,7 +36,8 @@ import torch
 
 from data.schema import Page, load_pages
 from data.text import WINDOW_PLANS, normalize
-from infer.tagger import Tagger, cpu_flags, default_batch_tokens, resolve_device, resolve_dtype
+from infer.cpu import cpu_flags, keep_malloc_pages
+from infer.tagger import Tagger, default_batch_tokens, resolve_device, resolve_dtype
 
 SIZES = {  # layers, hidden, heads, FFN
     "tiny": (4, 256, 4, 1024),
@@ -225,19 +226,27 @@ def f1(a: set, b: set) -> float:
 
 
 def matmul_probe(device: torch.device, dtype: torch.dtype, m: int, k: int, n: int, seconds: float = 1.0,
-                 streams: int = 1) -> float:
+                 streams: int = 1, int8x3: bool = False) -> float:
     """Dense FLOP/s of an ``(m,k) @ (k,n)`` matmul at ``dtype``: the best of repeated timings. With
     ``streams`` > 1 (CPU) also ``streams`` matmuls side by side, one per thread, each with its share
-    of torch's threads, and the better of the two ways: the machine's rate, however it is reached."""
+    of torch's threads, and the better of the two ways: the machine's rate, however it is reached.
+    ``int8x3``: the product as ``quantize="int8x3"`` runs it (``infer.cpu.SplitInt8Linear``, float32 in
+    and out, the input's split included), in float32-equivalent FLOP/s."""
     a = torch.randn(m, k, device=device).to(dtype)
     b = torch.randn(k, n, device=device).to(dtype)
+    product = lambda: torch.matmul(a, b)  # noqa: E731
+    if int8x3:
+        from infer.cpu import SplitInt8Linear
+
+        lin = SplitInt8Linear(torch.nn.Linear(k, n, bias=False))
+        product = lambda: lin(a)  # noqa: E731
     best = float("inf")
     end = time.perf_counter() + seconds
-    torch.matmul(a, b)
+    product()
     while time.perf_counter() < end or best == float("inf"):
         _sync(device)
         t0 = time.perf_counter()
-        torch.matmul(a, b)
+        product()
         _sync(device)
         best = min(best, time.perf_counter() - t0)
     rate = 2 * m * k * n / best
@@ -251,12 +260,12 @@ def matmul_probe(device: torch.device, dtype: torch.dtype, m: int, k: int, n: in
     n_rounds = max(3, int(seconds / (best * streams)))  # one thread's matmul takes about streams x best
 
     def one(_):
-        torch.matmul(a, b)
+        product()
         times = []
         for _ in range(n_rounds):
             barrier.wait()  # the streams start each round together
             t0 = time.perf_counter()
-            torch.matmul(a, b)
+            product()
             times.append(time.perf_counter() - t0)
         return times
 
@@ -311,8 +320,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--n-pages", type=int, default=40)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: fp32 on CPU, bf16 on GPU)")
-    ap.add_argument("--quantize", choices=["int8", "bf16"], default=None,
-                    help="the Tagger's encoder in dynamic int8 (CPU) or under bf16 autocast (the pipeline stays at --dtype)")
+    ap.add_argument("--quantize", choices=["int8", "int8x3", "bf16"], default=None,
+                    help="the Tagger's encoder in dynamic int8 (CPU), as three int8 products of split weights and inputs "
+                         "(int8x3, CPU) or under bf16 autocast (the pipeline stays at --dtype)")
     ap.add_argument("--backend", choices=["torch", "onnx"], default="torch",
                     help="the Tagger's encoder in PyTorch or ONNX Runtime (CPU; pip install '.[onnx]')")
     ap.add_argument("--window", type=int, default=512, help="window length of a random-weight model")
@@ -356,6 +366,8 @@ def main(argv=None) -> dict:
     hf_logging.set_verbosity_error()
     threads = args.threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
+    # as python -m infer does for int8x3 (TAGGER_KEEP_MALLOC_PAGES=0: off)
+    malloc_kept = keep_malloc_pages() if args.quantize == "int8x3" else False
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
     args.batch_tokens = args.batch_tokens or default_batch_tokens(device)
@@ -411,13 +423,15 @@ def main(argv=None) -> dict:
     d, f, L = cfg.encoder_config.hidden_size, cfg.encoder_config.intermediate_size, cfg.window_length
     probe_m = 16384 if device.type == "cuda" else 4096
     probes = []
-    # the roofline at the dtype of the Tagger's products (bf16 autocast: the bf16 rate)
+    # the roofline at the dtype of the Tagger's products (bf16 autocast: the bf16 rate; int8x3: its three
+    # int8 products with the input's split, per float32-equivalent FLOP)
     probe_dtype = torch.bfloat16 if args.quantize == "bf16" else dtype
     for rnd in range(args.rounds):
         order = ("tagger", "pipeline") if rnd % 2 == 0 else ("pipeline", "tagger")
         for which in order:
             if which == "tagger":
-                probes.append(matmul_probe(device, probe_dtype, probe_m, d, f, seconds=0.5, streams=tagger.streams))
+                probes.append(matmul_probe(device, probe_dtype, probe_m, d, f, seconds=0.5, streams=tagger.streams,
+                                           int8x3=args.quantize == "int8x3"))
                 t, ours = tagger_pass(tagger, pages)
                 t_tag.append(t)
             else:
@@ -460,7 +474,8 @@ def main(argv=None) -> dict:
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "probe_gflops": round(probe / 1e9, 1), "flops_per_token": fpt,
         "device": str(device), "dtype": str(dtype).replace("torch.", ""), "size": size,
-        "quantize": args.quantize, "probe_dtype": str(probe_dtype).replace("torch.", ""), "compile": bool(args.compile), "backend": args.backend,
+        "quantize": args.quantize, "probe_dtype": "int8x3" if args.quantize == "int8x3" else str(probe_dtype).replace("torch.", ""),
+        "malloc_keeps_pages": malloc_kept, "compile": bool(args.compile), "backend": args.backend,
         "pages": len(pages), "tokens": n_tokens, "rounds": args.rounds, "timing_spread": round(spread, 3),
         "pipeline_batch_size": batch_size, "window_length": L, "stride": cfg.stride,
         "batch_tokens": args.batch_tokens, "threads": threads, "streams": tagger.streams, "windows": tagger.encoder.windows,

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # The CPU benchmark set behind the README's throughput table: Tagger vs HF pipeline at tiny and base
-# size (PyTorch and ONNX Runtime, fp32, int8 and bf16 autocast; two compute streams, the default, and one), and our
+# size (PyTorch and ONNX Runtime, fp32, int8, split int8 (int8x3) and bf16 autocast; two compute streams, the default, and one), and our
 # trainer vs the HF Trainer recipe (two streams and one; CPU dropout masks and torch's own).
 # Usage: scripts/bench_cpu.sh [OUT_DIR]  (default bench-cpu). Each run prints its figures and writes JSON.
 set -euo pipefail
@@ -18,6 +18,8 @@ run base_torch_short_longest -m infer.bench $B --windows short --overlap longest
 run base_torch_int8_short_longest -m infer.bench $B --quantize int8 --windows short --overlap longest
 run base_torch_bf16_short_longest -m infer.bench $B --quantize bf16 --windows short --overlap longest
 run base_torch_bf16       -m infer.bench $B --quantize bf16
+run base_torch_int8x3_short_longest -m infer.bench $B --quantize int8x3 --windows short --overlap longest
+run base_torch_int8x3     -m infer.bench $B --quantize int8x3
 run base_onnx_int8        -m infer.bench $B --backend onnx --quantize int8
 run base_onnx_int8_short  -m infer.bench $B --backend onnx --quantize int8 --windows short
 run tiny_torch            -m infer.bench --size tiny --n-pages 40 --threads "$T" --rounds 4
