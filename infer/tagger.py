@@ -96,6 +96,9 @@ def quantize_encoder(model, how: str, device: torch.device):
     if device.type != "cpu":
         raise ValueError(f"quantize={how} is int8 for CPU inference")
     if how == "int8x3":
+        if next(model.encoder.parameters()).dtype != torch.float32:
+            raise ValueError("quantize=int8x3 takes a float32 model (dtype=float32): its products read and "
+                             "write float32")
         if flags and "amx_int8" not in flags:
             import warnings
 

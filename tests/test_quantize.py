@@ -138,6 +138,9 @@ def test_quantize_errors_name_the_choices(tiny):
     model, tok = tiny
     with pytest.raises(ValueError, match="int8, int8x3, bf16"):
         Tagger(model, tok, device="cpu", quantize="int4")
+    if split_int8_available():
+        with pytest.raises(ValueError, match="float32"):
+            Tagger(model, tok, device="cpu", dtype="bfloat16", quantize="int8x3")
     pytest.importorskip("onnxruntime", reason="the ONNX backend needs onnxruntime (pip install '.[onnx]')")
     with pytest.raises(ValueError, match="int8"):
         Tagger(model, tok, device="cpu", backend="onnx", quantize="bf16")
