@@ -470,3 +470,19 @@ def test_default_batch_budget_per_device(tiny_model_dir, tmp_path, capsys):
             run(tiny_model_dir, inp, tmp_path / f"o{bad}.jsonl", "--batch-tokens", bad)
         assert exc.value.code == 2 and "--batch-tokens must be positive" in capsys.readouterr().err
     assert run(tiny_model_dir, inp, tmp_path / "ok.jsonl") == 0 and len(records(tmp_path / "ok.jsonl")) == 1
+
+
+def test_tagger_api_names_a_blank_or_oversized_page(tiny_model_dir):
+    """The Python API checks each page as the CLI checks its records: the pages before a bad one come out,
+    then a PageError names the page and the field (not an error deep in the model)."""
+    from data.schema import Page, PageError
+    from infer.tagger import Tagger
+
+    tagger = Tagger.from_pretrained(tiny_model_dir, device="cpu", block_size=1, max_chars=2_000)
+    for bad, why in ((Page(id="b", text=" \n\t"), "empty or blank page"),
+                     (Page(id="b", text="نص " * 1_000), "3000 characters, over the hard maximum 2000"),
+                     (Page(id="b", text=None), "must be a string")):
+        results = tagger.tag([Page(id="a", text="خبر عن بيروت"), bad, Page(id="c", text="خبر آخر")])
+        assert next(results)["id"] == "a"
+        with pytest.raises(PageError, match=f"page 'b': field 'text': {why}"):
+            next(results)
