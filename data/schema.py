@@ -26,6 +26,18 @@ class PageError(ValueError):
         super().__init__(f"page {page_id!r}: field {field_name!r}: {reason}")
 
 
+def check_text(pid: Any, text: Any, max_chars: int = DEFAULT_MAX_CHARS) -> str:
+    """A page's text as the contract takes it (a string, not blank, at most ``max_chars``), else
+    :class:`PageError` naming the page and the field. Shared by the record parser and the Tagger."""
+    if not isinstance(text, str):
+        raise PageError(pid, "text", f"must be a string, got {type(text).__name__}")
+    if not text or text.isspace():
+        raise PageError(pid, "text", "empty or blank page")
+    if len(text) > max_chars:
+        raise PageError(pid, "text", f"{len(text)} characters, over the hard maximum {max_chars}")
+    return text
+
+
 @dataclass(frozen=True)
 class Span:
     label: str
@@ -94,13 +106,7 @@ class Page:
             raise PageError(pid, "id", f"must be a string or integer, got {type(pid).__name__}")
         if "text" not in d:
             raise PageError(pid, "text", "missing")
-        text = d["text"]
-        if not isinstance(text, str):
-            raise PageError(pid, "text", f"must be a string, got {type(text).__name__}")
-        if not text.strip():
-            raise PageError(pid, "text", "empty or blank page")
-        if len(text) > max_chars:
-            raise PageError(pid, "text", f"{len(text)} characters, over the hard maximum {max_chars}")
+        text = check_text(pid, d["text"], max_chars)
         meta = d.get("meta", {})
         if meta is None:
             meta = {}

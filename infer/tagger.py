@@ -17,7 +17,7 @@ from torch import nn
 
 from data.features import PageEncoder
 from data.labels import SECTION_TAGS, bio_runs, entity_tagset
-from data.schema import DEFAULT_MAX_CHARS, Page, PageError
+from data.schema import DEFAULT_MAX_CHARS, Page, check_text
 from infer.cpu import cpu_flags, split_int8_linears
 from infer.jobs import fixed_blocks
 from model.crf import LinearChainCRF, check_outside_bias, check_section_bias, check_section_once
@@ -252,17 +252,11 @@ class Tagger:
                 yield block, self.block_outputs(block, feats)
 
     def _checked(self, pages: Iterable[Page]) -> Iterator[Page]:
-        """The pages, each checked as ``python -m infer`` checks its records: a page whose text is not a
-        string, is blank or is over ``max_chars`` raises :class:`PageError` naming it (once the blocks
-        before it are out), instead of failing deep in the model."""
+        """The pages, each checked by ``data.schema.check_text`` as ``python -m infer`` checks its records:
+        a page whose text is not a string, is blank or is over ``max_chars`` raises ``PageError`` naming
+        it (once the blocks before it are out), instead of failing deep in the model."""
         for page in pages:
-            text, pid = getattr(page, "text", None), getattr(page, "id", None)
-            if not isinstance(text, str):
-                raise PageError(pid, "text", f"must be a string, got {type(text).__name__}")
-            if not text.strip():
-                raise PageError(pid, "text", "empty or blank page")
-            if len(text) > self.max_chars:
-                raise PageError(pid, "text", f"{len(text)} characters, over the hard maximum {self.max_chars}")
+            check_text(getattr(page, "id", None), getattr(page, "text", None), self.max_chars)
             yield page
 
     def tag_block(self, pages: list[Page], feats: list[dict] | None = None) -> list[dict]:
