@@ -13,7 +13,6 @@ import sys
 from pathlib import Path
 
 from data.text import WINDOW_PLANS
-from infer.cpu import keep_malloc_pages
 from infer.jobs import Job, JobError, check_input
 
 
@@ -114,11 +113,6 @@ def _check_writable(out: Path) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    if args.quantize == "int8x3":
-        # its int8 products and splits of large activations reuse mapped pages instead of faulting fresh
-        # ones in at every batch: 0.95x the wall time on 24 base-size pages (in float32: 0.99x, for 16%
-        # more peak memory, so not there); infer.cpu.keep_malloc_pages, TAGGER_KEEP_MALLOC_PAGES=0: off
-        keep_malloc_pages()
     rank, world, local_rank = _dist_env()
     try:
         if world > 1 and not args.output:

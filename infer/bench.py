@@ -36,7 +36,7 @@ import torch
 
 from data.schema import Page, load_pages
 from data.text import WINDOW_PLANS, normalize
-from infer.cpu import cpu_flags, keep_malloc_pages
+from infer.cpu import cpu_flags, malloc_pages_kept
 from infer.tagger import Tagger, default_batch_tokens, resolve_device, resolve_dtype
 
 SIZES = {  # layers, hidden, heads, FFN
@@ -366,8 +366,6 @@ def main(argv=None) -> dict:
     hf_logging.set_verbosity_error()
     threads = args.threads or len(os.sched_getaffinity(0))
     torch.set_num_threads(threads)
-    # as python -m infer does for int8x3 (TAGGER_KEEP_MALLOC_PAGES=0: off)
-    malloc_kept = keep_malloc_pages() if args.quantize == "int8x3" else False
     device = resolve_device(args.device)
     dtype = resolve_dtype(args.dtype, device)
     args.batch_tokens = args.batch_tokens or default_batch_tokens(device)
@@ -475,7 +473,8 @@ def main(argv=None) -> dict:
         "probe_gflops": round(probe / 1e9, 1), "flops_per_token": fpt,
         "device": str(device), "dtype": str(dtype).replace("torch.", ""), "size": size,
         "quantize": args.quantize, "probe_dtype": "int8x3" if args.quantize == "int8x3" else str(probe_dtype).replace("torch.", ""),
-        "malloc_keeps_pages": malloc_kept, "compile": bool(args.compile), "backend": args.backend,
+        "malloc_keeps_pages": malloc_pages_kept(),  # quantize=int8x3 sets it for the process
+        "compile": bool(args.compile), "backend": args.backend,
         "pages": len(pages), "tokens": n_tokens, "rounds": args.rounds, "timing_spread": round(spread, 3),
         "pipeline_batch_size": batch_size, "window_length": L, "stride": cfg.stride,
         "batch_tokens": args.batch_tokens, "threads": threads, "streams": tagger.streams, "windows": tagger.encoder.windows,

@@ -1,5 +1,6 @@
 """CPU inference helpers: the CPU's feature flags, the malloc setting that keeps large activations'
-pages mapped between batches, and the split-int8 Linear layer (``quantize="int8x3"``).
+pages mapped between batches (set by ``quantize="int8x3"``), and the split-int8 Linear layer of
+``quantize="int8x3"``.
 
 Split int8 (``int8x3``): each Linear's weight W and each input x are written as an int8 high part and an
 int8 low part, the low part being the high part's rounding residual on its own scale
@@ -58,6 +59,11 @@ def keep_malloc_pages() -> bool:
     except (OSError, AttributeError):
         pass
     return _malloc_tuned
+
+
+def malloc_pages_kept() -> bool:
+    """Whether :func:`keep_malloc_pages` is in effect in this process."""
+    return bool(_malloc_tuned)
 
 
 _EPS = 1e-30

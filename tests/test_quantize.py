@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import subprocess
 import sys
 
@@ -15,7 +16,7 @@ from transformers import AutoModel, AutoTokenizer
 
 from synthetic import padded_ids, synthetic_pages
 from infer.bench import f1
-from infer.cpu import SplitInt8Linear, split_int8_available
+from infer.cpu import SplitInt8Linear, malloc_pages_kept, split_int8_available
 from infer.tagger import AutocastEncoder, Tagger
 
 needs_int8x3 = pytest.mark.skipif(not split_int8_available(),
@@ -62,6 +63,8 @@ def test_tagger_low_precision_tags_like_float32_and_leaves_the_model(tiny, how):
     assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())  # the caller's model untouched
     if how == "int8x3":  # near float32: every section, and all but a rare entity
         assert same == len(pages) and f1(_entities(got), _entities(want)) >= 0.99
+        if sys.platform.startswith("linux") and os.environ.get("TAGGER_KEEP_MALLOC_PAGES", "1") != "0":
+            assert malloc_pages_kept()  # int8x3 keeps malloc's pages mapped for the process
 
 
 @needs_int8x3
@@ -121,17 +124,20 @@ def test_keep_malloc_pages_stops_page_faults_on_reallocation():
     code = ("import resource, torch\n"
             "from infer.cpu import keep_malloc_pages\n"
             "on = keep_malloc_pages()\n"
-            "f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
-            "for _ in range(8):\n"
+            "faults = []\n"
+            "for _ in range(12):\n"
+            "    f0 = resource.getrusage(resource.RUSAGE_SELF).ru_minflt\n"
             "    x = torch.ones(16 * 2**20); del x\n"
-            "print(on, resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)\n")
+            "    faults.append(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - f0)\n"
+            "print(on, sum(f < 1_000 for f in faults[1:]))\n")
     runs = {}
     for env in ("1", "0"):
         out = subprocess.run([sys.executable, "-c", code], check=True, capture_output=True, text=True,
                              env={**os.environ, "TAGGER_KEEP_MALLOC_PAGES": env}).stdout.split()
-        runs[env] = (out[0] == "True", int(out[1]))
-    assert runs["0"][0] is False and runs["0"][1] > 8 * 10_000, runs  # each time 64 MB in 4 KB pages
-    assert runs["1"][0] is True and runs["1"][1] < runs["0"][1] / 2, runs
+        runs[env] = (out[0] == "True", int(out[1]))  # (in effect, reallocations that faulted no fresh pages)
+    assert runs["0"] == (False, 0), runs  # each time 64 MB mapped again and faulted in, 4 KB at a time
+    # kept: most reallocations reuse the pages (a few still fault, as the heap's layout has it)
+    assert runs["1"][0] is True and runs["1"][1] >= 3, runs
 
 
 def test_quantize_errors_name_the_choices(tiny):
