@@ -37,7 +37,7 @@ import torch
 from data.schema import Page, load_pages
 from data.text import WINDOW_PLANS, normalize
 from infer.cpu import cpu_flags, malloc_pages_kept
-from infer.tagger import Tagger, default_batch_tokens, resolve_device, resolve_dtype
+from infer.tagger import QUANTIZE, Tagger, default_batch_tokens, resolve_device, resolve_dtype
 
 SIZES = {  # layers, hidden, heads, FFN
     "tiny": (4, 256, 4, 1024),
@@ -320,7 +320,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--n-pages", type=int, default=40)
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: fp32 on CPU, bf16 on GPU)")
-    ap.add_argument("--quantize", choices=["int8", "int8x3", "bf16"], default=None,
+    ap.add_argument("--quantize", choices=QUANTIZE, default=None,
                     help="the Tagger's encoder in dynamic int8 (CPU), as three int8 products of split weights and inputs "
                          "(int8x3, CPU) or under bf16 autocast (the pipeline stays at --dtype)")
     ap.add_argument("--backend", choices=["torch", "onnx"], default="torch",
