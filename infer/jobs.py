@@ -179,14 +179,17 @@ def _write(fh: IO[bytes], data: bytes, durable: bool) -> None:
 # Tagging one block
 
 
-def tag_block(tagger, block: list[tuple[int, Record]], no_text: bool = False, warn: Callable[[str], None] | None = None) -> list[dict]:
+def tag_block(tagger, block: list[tuple[int, Record]], no_text: bool = False, warn: Callable[[str], None] | None = None,
+              feats: list[dict] | None = None) -> list[dict]:
     """Output dicts for one block, in record order: the tagger's results merged with the errors.
+    ``feats``: the block's pages already encoded (``tagger.encoder.encode_block``), e.g. by a prefetching
+    worker; None: encoded here.
 
     If the tagger raises on the block, each page is retried alone so that one bad page becomes one
     error record instead of ending the job (deterministic: the same block fails the same way)."""
     pages = [r for _, r in block if isinstance(r, Page)]
     try:
-        results = tagger.tag_block(pages) if pages else []
+        results = (tagger.tag_block(pages) if feats is None else tagger.tag_block(pages, feats)) if pages else []
     except (KeyboardInterrupt, MemoryError):
         raise
     except Exception as err:  # noqa: BLE001 - isolate the page that breaks the tagger
@@ -351,19 +354,23 @@ class Job:
         total = count_records(self.input) if self.world == 1 and self.input != "-" and self.progress else None
         bar = tqdm(unit="page", initial=done, total=total, disable=not self.progress, file=sys.stderr, dynamic_ncols=True,
                    desc=f"rank {self.rank}" if self.world > 1 else "tagging")
-        seen_in_file = 0  # records of owned blocks that come before this point in the file
         written, chars, t0 = 0, 0, time.perf_counter()
         tokens0 = getattr(self.tagger, "tokens_seen", None)  # the Tagger counts the subwords it encodes
         warn = lambda msg: bar.write(msg, file=sys.stderr)  # noqa: E731
-        try:
+        def todo() -> Iterator[tuple[list[tuple[int, Record]], int]]:
+            """The owned blocks still to write, each with how many of its records the file already has."""
+            seen_in_file = 0  # records of owned blocks that come before this point in the file
             for k, block in enumerate(fixed_blocks(self.records(), self.block_size)):
                 if not owned(k):
                     continue
                 skip = max(0, done - seen_in_file)
                 seen_in_file += len(block)
-                if skip >= len(block):
-                    continue  # already in the file: parsed only, for the duplicate-id set
-                out = tag_block(self.tagger, block, self.no_text, warn)[skip:]
+                if skip < len(block):  # else already in the file: parsed only, for the duplicate-id set
+                    yield block, skip
+
+        try:
+            for block, skip, feats in _prefetched(todo(), self.tagger):
+                out = tag_block(self.tagger, block, self.no_text, warn, feats)[skip:]
                 _write(fh, b"".join(encode_record(d) for d in out), self.durable)
                 if on_record:
                     for d in out:
@@ -379,6 +386,40 @@ class Job:
         finally:
             bar.close()
         return written
+
+
+def _prefetched(blocks: Iterator[tuple[list, int]], tagger) -> Iterator[tuple[list, int, list[dict] | None]]:
+    """``(block, skip, feats)`` for each ``(block, skip)``. Where the tagger prefetches (its ``prefetch``:
+    the default on a GPU), a worker thread reads, parses and encodes the next block while the caller
+    tags this one, as ``Tagger.outputs`` does; else ``feats`` is None (encoded by ``tag_block``). A
+    block whose encoding fails gets None too: ``tag_block`` encodes it again and isolates the bad page."""
+    encoder = getattr(tagger, "encoder", None)
+    if not getattr(tagger, "prefetch", False) or not hasattr(encoder, "encode_block"):
+        for block, skip in blocks:
+            yield block, skip, None
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    def read_and_encode():  # an error in the input itself surfaces in order, after the blocks before it
+        item = next(blocks, None)
+        if item is None:
+            return None
+        pages = [r for _, r in item[0] if isinstance(r, Page)]
+        try:
+            return (*item, encoder.encode_block(pages, alone=getattr(tagger, "alone", False)) if pages else None)
+        except (KeyboardInterrupt, MemoryError):
+            raise
+        except Exception:  # noqa: BLE001 - tag_block retries the pages one by one and names the bad one
+            return (*item, None)
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="infer-prefetch") as pool:
+        pending = pool.submit(read_and_encode)
+        while True:
+            item = pending.result()
+            if item is None:
+                return
+            pending = pool.submit(read_and_encode)
+            yield item
 
 
 def _replay(path: Path, limit: int | None, on_record: Callable[[dict], None]) -> None:

@@ -212,3 +212,25 @@ def test_pipeline_windows_and_rule_give_the_pipelines_entities(tiny_model_dir, t
     assert same["entities_tagger"] > 20 and same["overlap"] == "longest"
     assert same["entity_agreement"] >= 0.99, same["entity_agreement"]
     assert same["entity_agreement"] >= own["entity_agreement"] >= 0.9
+
+
+def test_gpu_check_script_dry_run_on_the_cpu(tmp_path):
+    """scripts/gpu_check.sh, the one script that a lent GPU runs, goes through all of its steps (the
+    benchmark, a saved model, the CLI with and without --prefetch) in its small CPU dry run, so that
+    device time is not spent finding a typo in it."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DEVICE": "cpu", "SIZE": "tiny", "N_PAGES": "4", "COMPILE": "0", "CLI_REPEAT": "1",
+           "PYTHON": sys.executable, "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(["bash", str(ROOT / "scripts" / "gpu_check.sh"), str(tmp_path / "out")], env=env,
+                          capture_output=True, text=True, timeout=600)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    bench = json.loads((tmp_path / "out" / "bench_tiny_bf16.json").read_text(encoding="utf-8"))
+    assert bench["device"] == "cpu" and bench["dtype"] == "bfloat16" and bench["tagger_tokens_per_s"] > 0
+    n = sum(1 for part in ("train", "dev", "test") for _ in open(ROOT / "data" / "sample" / f"{part}.jsonl", encoding="utf-8"))
+    for pf in ("prefetch", "no-prefetch"):
+        recs = [json.loads(x) for x in (tmp_path / "out" / f"cli_{pf}.jsonl").read_text(encoding="utf-8").splitlines()]
+        assert len(recs) == n and all("error" not in r for r in recs)
+    assert "the same records with and without --prefetch" in (tmp_path / "out" / "cli_times.txt").read_text()

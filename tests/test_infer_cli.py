@@ -123,6 +123,50 @@ def test_resume_twice_in_a_row_changes_nothing(resume_case, tiny_model_dir, tmp_
     assert out.read_bytes() == ref
 
 
+def test_prefetching_run_writes_the_same_bytes_and_resumes(resume_case, tiny_model_dir, tmp_path):
+    """--prefetch (the default on a GPU: the next block is read, parsed and encoded in a worker thread)
+    writes what the plain loop writes, errors and duplicate ids in place, and resumes the same way."""
+    inp, ref = resume_case
+    out = tmp_path / "fetched.jsonl"
+    assert run(tiny_model_dir, inp, out, "--block-size", "3", "--prefetch") == 0
+    assert out.read_bytes() == ref
+    for cut in _cuts(ref)[1:4]:
+        part = tmp_path / f"fetched{cut}.jsonl"
+        part.write_bytes(ref[:cut])
+        assert run(tiny_model_dir, inp, part, "--block-size", "3", "--prefetch") == 0
+        assert part.read_bytes() == ref, f"cut at byte {cut}"
+
+
+def test_prefetched_block_whose_encoding_fails_isolates_the_page(tiny_model_dir, tmp_path, monkeypatch):
+    """A block that the prefetching worker cannot encode is tagged again page by page, so only the page
+    that breaks the encoder becomes an error record, and the rest of the run goes on."""
+    import threading
+
+    from data.features import PageEncoder
+
+    real = PageEncoder.encode_block
+    calls = {"worker": 0}
+
+    def encode_block(self, pages, **kw):
+        if threading.current_thread().name.startswith("infer-prefetch"):
+            calls["worker"] += 1
+        if any(p.id == "bad" for p in pages):
+            raise RuntimeError("encoder broke on purpose")
+        return real(self, pages, **kw)
+
+    monkeypatch.setattr(PageEncoder, "encode_block", encode_block)
+    ids = ["a", "b", "bad", "c", "d", "e", "f"]
+    inp = write_lines(tmp_path / "in.jsonl", [page_line(i, page_text(3, k)) for k, i in enumerate(ids)])
+    out = tmp_path / "out.jsonl"
+    assert run(tiny_model_dir, inp, out, "--block-size", "2", "--prefetch") == 0
+    recs = records(out)
+    assert [r["id"] for r in recs] == ids
+    bad = [r for r in recs if "error" in r]
+    assert len(bad) == 1 and bad[0]["id"] == "bad" and bad[0]["line"] == 3
+    assert "encoder broke on purpose" in bad[0]["error"]
+    assert calls["worker"] >= 3  # the blocks were encoded in the worker thread
+
+
 # ---------------------------------------------------------------------------------------------
 # Order, bad input, hostile pages
 
