@@ -49,8 +49,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                          "(default 2 where torch has 2 or more; the records are the same for any N)")
     ap.add_argument("--prefetch", action=argparse.BooleanOptionalAction, default=None,
                     help="read, parse and encode the next block in a worker thread while the model runs on this one "
-                         "(default: on with a GPU; off on a CPU, where both cores already compute: 300 pages 1.01x "
-                         "the time with it); the records are the same either way")
+                         "(default: on with a GPU; off on a CPU, where both cores already compute: 300 pages took 0.96-1.01x "
+                         "the wall time with it); the records are the same either way")
     ap.add_argument("--section-once", metavar="LABELS", default=None,
                     help="comma-separated section labels that a page has at most one section of, e.g. title "
                          "(default: the model's config.section_once; 'none' for no such rule)")
