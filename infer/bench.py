@@ -226,19 +226,20 @@ def f1(a: set, b: set) -> float:
 
 
 def matmul_probe(device: torch.device, dtype: torch.dtype, m: int, k: int, n: int, seconds: float = 1.0,
-                 streams: int = 1, int8x3: bool = False) -> float:
+                 streams: int = 1, int8_terms: int = 0) -> float:
     """Dense FLOP/s of an ``(m,k) @ (k,n)`` matmul at ``dtype``: the best of repeated timings. With
     ``streams`` > 1 (CPU) also ``streams`` matmuls side by side, one per thread, each with its share
     of torch's threads, and the better of the two ways: the machine's rate, however it is reached.
-    ``int8x3``: the product as ``quantize="int8x3"`` runs it (``infer.cpu.SplitInt8Linear``, float32 in
-    and out, the input's split included), in float32-equivalent FLOP/s."""
+    ``int8_terms`` 3 or 1: the product as ``quantize="int8x3"`` or ``quantize="int8"`` runs it
+    (``infer.cpu.SplitInt8Linear``, float32 in and out, the input's split included), in float32-equivalent
+    FLOP/s."""
     a = torch.randn(m, k, device=device).to(dtype)
     b = torch.randn(k, n, device=device).to(dtype)
     product = lambda: torch.matmul(a, b)  # noqa: E731
-    if int8x3:
+    if int8_terms:
         from infer.cpu import SplitInt8Linear
 
-        lin = SplitInt8Linear(torch.nn.Linear(k, n, bias=False))
+        lin = SplitInt8Linear(torch.nn.Linear(k, n, bias=False), terms=int8_terms)
         product = lambda: lin(a)  # noqa: E731
     best = float("inf")
     end = time.perf_counter() + seconds
@@ -421,15 +422,18 @@ def main(argv=None) -> dict:
     d, f, L = cfg.encoder_config.hidden_size, cfg.encoder_config.intermediate_size, cfg.window_length
     probe_m = 16384 if device.type == "cuda" else 4096
     probes = []
-    # the roofline at the dtype of the Tagger's products (bf16 autocast: the bf16 rate; int8x3: its three
-    # int8 products with the input's split, per float32-equivalent FLOP)
+    # the roofline at the dtype of the Tagger's products (bf16 autocast: the bf16 rate; int8x3 / int8 on
+    # oneDNN: its three / one int8 products with the input's split, per float32-equivalent FLOP)
     probe_dtype = torch.bfloat16 if args.quantize == "bf16" else dtype
+    from infer.cpu import SplitInt8Linear
+
+    int8_terms = next((m.terms for m in tagger.model.modules() if isinstance(m, SplitInt8Linear)), 0)
     for rnd in range(args.rounds):
         order = ("tagger", "pipeline") if rnd % 2 == 0 else ("pipeline", "tagger")
         for which in order:
             if which == "tagger":
                 probes.append(matmul_probe(device, probe_dtype, probe_m, d, f, seconds=0.5, streams=tagger.streams,
-                                           int8x3=args.quantize == "int8x3"))
+                                           int8_terms=int8_terms))
                 t, ours = tagger_pass(tagger, pages)
                 t_tag.append(t)
             else:
@@ -472,7 +476,7 @@ def main(argv=None) -> dict:
         "peak_rss_mb": round(peak_rss_mb(), 1),
         "probe_gflops": round(probe / 1e9, 1), "flops_per_token": fpt,
         "device": str(device), "dtype": str(dtype).replace("torch.", ""), "size": size,
-        "quantize": args.quantize, "probe_dtype": "int8x3" if args.quantize == "int8x3" else str(probe_dtype).replace("torch.", ""),
+        "quantize": args.quantize, "probe_dtype": {3: "int8x3", 1: "int8"}.get(int8_terms, str(probe_dtype).replace("torch.", "")),
         "malloc_keeps_pages": malloc_pages_kept(),  # quantize=int8x3 sets it for the process
         "compile": bool(args.compile), "backend": args.backend,
         "pages": len(pages), "tokens": n_tokens, "rounds": args.rounds, "timing_spread": round(spread, 3),

@@ -1,6 +1,6 @@
 """CPU inference helpers: the CPU's feature flags, the malloc setting that keeps large activations'
-pages mapped between batches (set by ``quantize="int8x3"``), and the split-int8 Linear layer of
-``quantize="int8x3"``.
+pages mapped between batches (set by ``quantize="int8x3"`` and ``"int8"``), and the int8 Linear layers of
+``quantize="int8x3"`` and ``quantize="int8"``.
 
 Split int8 (``int8x3``): each Linear's weight W and each input x are written as an int8 high part and an
 int8 low part, the low part being the high part's rounding residual on its own scale
@@ -13,6 +13,10 @@ The dropped term (xl Wl^T) and the low parts' rounding leave a relative error of
 against about 3e-3 for bf16 and 1e-2 for plain int8. On a CPU with AMX (Intel Xeon, 2 cores) the three
 products with the input's split ran at 2-3.3x float32's rate, and the base encoder's forward 2.1x; with
 VNNI alone expect about float32's rate.
+
+Plain int8 (``int8``, ``terms=1``): the first of those products alone, x W^T ~ sx1 sw1 (xh Wh^T): dynamic
+int8 quantisation with per-channel weight scales and one input scale per call, through the same oneDNN
+product (AMX or VNNI) instead of ``torch.ao.quantization.quantize_dynamic``, which torch deprecates.
 """
 from __future__ import annotations
 
@@ -97,17 +101,18 @@ class _Scratch(threading.local):
 _scratch = _Scratch()
 
 
-def _split_input(x: torch.Tensor):
+def _split_input(x: torch.Tensor, low_part: bool = True):
     """(high int8, its scale, low int8, its scale) for a whole 2-D input: x ~ s high + (s / 254) low, the
     low part being the high part's rounding residual (within half a step, so within 127 low steps).
     Done in chunks of rows whose float intermediates stay in the core's cache: the work is a few passes
-    over the data, which ran about twice as fast this way as over whole tensors in main memory."""
+    over the data, which ran about twice as fast this way as over whole tensors in main memory.
+    ``low_part=False``: the high part alone (plain int8), the low part and its scale None."""
     lo, hi = torch.aminmax(x)
     s = max(-float(lo), float(hi), _EPS) / 127
     rows, width = x.shape
     step = max(1, _CHUNK * max(1, torch.get_num_threads()) // width)
     high = torch.empty(rows, width, dtype=torch.int8)
-    low = torch.empty(rows, width, dtype=torch.int8)
+    low = torch.empty(rows, width, dtype=torch.int8) if low_part else None
     u_buf, q_buf = _scratch.get(min(rows, step) * width)
     for i in range(0, rows, step):
         j = min(rows, i + step)
@@ -115,9 +120,10 @@ def _split_input(x: torch.Tensor):
         torch.mul(x[i:j], 1 / s, out=u)
         torch.round(u, out=q)
         high[i:j].copy_(q)
-        u.sub_(q).mul_(254).round_()
-        low[i:j].copy_(u)
-    return high, s, low, s / 254
+        if low is not None:
+            u.sub_(q).mul_(254).round_()
+            low[i:j].copy_(u)
+    return (high, s, low, s / 254) if low is not None else (high, s, None, None)
 
 
 class _SharedInput(threading.local):
@@ -130,16 +136,21 @@ class _SharedInput(threading.local):
 
 
 class SplitInt8Linear(nn.Module):
-    """A frozen ``nn.Linear`` run as three int8 products (see the module's docstring). Inference only."""
+    """A frozen ``nn.Linear`` run as three int8 products (see the module's docstring), or with ``terms=1``
+    as one (plain dynamic int8). Inference only."""
 
-    def __init__(self, linear: nn.Linear, shared: tuple[_SharedInput, int] | None = None):
+    def __init__(self, linear: nn.Linear, shared: tuple[_SharedInput, int] | None = None, terms: int = 3):
         super().__init__()
+        if terms not in (1, 3):
+            raise ValueError(f"terms must be 1 (int8) or 3 (int8x3), not {terms!r}")
+        self.terms = terms
         self._shared = shared  # (the group's split, the group's size)
         w = linear.weight.detach().float().cpu()
         self.in_features, self.out_features = linear.in_features, linear.out_features
         wh, self.wh_scale, wl, self.wl_scale = _split_weight(w)
         prepack = torch.ops.onednn.qlinear_prepack
-        self.wh, self.wl = prepack(wh, None), prepack(wl, None)
+        self.wh = prepack(wh, None)
+        self.wl = prepack(wl, None) if terms == 3 else None
         self.bias = None if linear.bias is None else linear.bias.detach().float().cpu().clone()
         self.zero_points = torch.zeros(self.out_features, dtype=torch.int64)
 
@@ -150,6 +161,8 @@ class SplitInt8Linear(nn.Module):
         xh, sh, xl, sl = self._split(x)
         op, zp = torch.ops.onednn.qlinear_pointwise, self.zero_points
         y = op(xh, sh, 0, self.wh, self.wh_scale, zp, self.bias, 1.0, 0, torch.float32, "none", [], "")
+        if self.terms == 1:
+            return y.reshape(*shape[:-1], self.out_features)
         # the next two add onto y (oneDNN's sum post-op)
         y = op.binary(xl, sl, 0, self.wh, self.wh_scale, zp, y, None, 1.0, 0, torch.float32, 1.0, 0,
                       "sum", 1.0, "none", [], "")
@@ -158,11 +171,12 @@ class SplitInt8Linear(nn.Module):
         return y.reshape(*shape[:-1], self.out_features)
 
     def _split(self, x: torch.Tensor):
+        low = self.terms == 3
         if self._shared is None:
-            return _split_input(x.reshape(-1, self.in_features).float().contiguous())
+            return _split_input(x.reshape(-1, self.in_features).float().contiguous(), low)
         last, size = self._shared
         if last.x is not x:
-            last.x, last.parts, last.reads = x, _split_input(x.reshape(-1, self.in_features).float().contiguous()), 0
+            last.x, last.parts, last.reads = x, _split_input(x.reshape(-1, self.in_features).float().contiguous(), low), 0
         parts = last.parts
         last.reads += 1
         if last.reads >= size:
@@ -170,14 +184,15 @@ class SplitInt8Linear(nn.Module):
         return parts
 
     def extra_repr(self) -> str:
-        return f"in_features={self.in_features}, out_features={self.out_features}, int8x3"
+        return f"in_features={self.in_features}, out_features={self.out_features}, {'int8x3' if self.terms == 3 else 'int8'}"
 
 
 _READ_TOGETHER = ("query", "key", "value")  # BERT's self-attention projections, called on one tensor in turn
 
 
-def split_int8_linears(module: nn.Module) -> nn.Module:
-    """Replace every ``nn.Linear`` inside ``module`` by a ``SplitInt8Linear`` (in place); returns it."""
+def split_int8_linears(module: nn.Module, terms: int = 3) -> nn.Module:
+    """Replace every ``nn.Linear`` inside ``module`` by a ``SplitInt8Linear`` with ``terms`` products
+    (3: int8x3, 1: plain int8), in place; returns it."""
     if not split_int8_available():
         raise RuntimeError("quantize=int8x3 needs PyTorch's oneDNN int8 products (torch.ops.onednn.qlinear_pointwise), "
                            "which this torch build lacks")
@@ -186,7 +201,7 @@ def split_int8_linears(module: nn.Module) -> nn.Module:
     shared = (_SharedInput(), len(together)) if len(together) == len(_READ_TOGETHER) else None
     for name, child in children.items():
         if isinstance(child, nn.Linear):
-            setattr(module, name, SplitInt8Linear(child, shared if name in together else None))
+            setattr(module, name, SplitInt8Linear(child, shared if name in together else None, terms))
         else:
-            split_int8_linears(child)
+            split_int8_linears(child, terms)
     return module

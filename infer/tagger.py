@@ -18,7 +18,7 @@ from torch import nn
 from data.features import PageEncoder
 from data.labels import SECTION_TAGS, bio_runs, entity_tagset
 from data.schema import DEFAULT_MAX_CHARS, Page, check_text
-from infer.cpu import cpu_flags, keep_malloc_pages, split_int8_linears
+from infer.cpu import cpu_flags, keep_malloc_pages, split_int8_available, split_int8_linears
 from infer.jobs import fixed_blocks
 from model.crf import LinearChainCRF, check_outside_bias, check_section_bias, check_section_once
 
@@ -109,6 +109,12 @@ def quantize_encoder(model, how: str, device: torch.device):
         # more peak memory, so not there); process-wide, TAGGER_KEEP_MALLOC_PAGES=0: off
         keep_malloc_pages()
         split_int8_linears(model.encoder)
+        return model
+    if split_int8_available() and next(model.encoder.parameters()).dtype == torch.float32:
+        # dynamic int8 through oneDNN's int8 product (per-channel weight scales, one input scale per call);
+        # torch.ao.quantization's quantize_dynamic is deprecated, and is only the fallback below
+        keep_malloc_pages()
+        split_int8_linears(model.encoder, terms=1)
         return model
     from torch.ao.quantization import quantize_dynamic
 

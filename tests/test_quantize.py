@@ -96,7 +96,7 @@ def test_int8x3_splits_an_attention_input_once_for_query_key_and_value(tiny, mon
     enc = cpu.split_int8_linears(copy.deepcopy(model.encoder))
     calls = []
     real = cpu._split_input
-    monkeypatch.setattr(cpu, "_split_input", lambda x: calls.append(x.shape) or real(x))
+    monkeypatch.setattr(cpu, "_split_input", lambda x, *a: calls.append(x.shape) or real(x, *a))
     ids, mask = padded_ids(model, 3, [40, 25], 40)
     with torch.inference_mode():
         shared = enc(input_ids=ids, attention_mask=mask).last_hidden_state
@@ -112,6 +112,42 @@ def test_int8x3_splits_an_attention_input_once_for_query_key_and_value(tiny, mon
     assert torch.equal(shared, alone)  # the shared split is the same split
     keep = mask.bool()
     assert ((shared[keep] - want[keep]).norm() / want[keep].norm()).item() < 2e-3
+
+
+@needs_int8x3
+def test_int8_runs_on_onednn_without_torch_ao(tiny, monkeypatch):
+    """quantize="int8": one oneDNN int8 product per Linear (per-channel weight scales, one input scale per
+    call), not torch.ao.quantization's deprecated quantize_dynamic, so no deprecation warnings; about
+    int8's precision (between int8x3's and nothing). Without oneDNN's int8 product it falls back to
+    quantize_dynamic."""
+    import warnings
+
+    import infer.tagger as tagger_module
+
+    model, tok = tiny
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a DeprecationWarning or UserWarning from torch.ao would raise here
+        tagger = Tagger(model, tok, device="cpu", quantize="int8")
+    layers = [m for m in tagger.model.encoder.modules() if isinstance(m, SplitInt8Linear)]
+    assert layers and all(m.terms == 1 and m.wl is None for m in layers)
+    assert not any(isinstance(m, torch.nn.Linear) for m in tagger.model.encoder.modules())
+    ids, mask = padded_ids(model, 3, [40, 25], 40)
+    keep = mask.bool()
+    with torch.inference_mode():
+        want = model.encoder(input_ids=ids, attention_mask=mask).last_hidden_state[keep]
+        got = tagger.model.encoder(input_ids=ids, attention_mask=mask).last_hidden_state[keep]
+        three = Tagger(model, tok, device="cpu", quantize="int8x3").model.encoder
+        finer = three(input_ids=ids, attention_mask=mask).last_hidden_state[keep]
+    rel = ((got - want).norm() / want.norm()).item()
+    assert 1e-4 < rel < 0.05, rel  # int8's rounding: not float32 by mistake, not broken
+    assert ((finer - want).norm() / want.norm()).item() < rel / 5  # int8x3 is the precise one
+    monkeypatch.setattr(tagger_module, "split_int8_available", lambda: False)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        old = Tagger(model, tok, device="cpu", quantize="int8")
+    assert not any(isinstance(m, SplitInt8Linear) for m in old.model.encoder.modules())
+    assert any("DynamicQuantized" in type(m).__name__ or "quantized" in type(m).__module__
+               for m in old.model.encoder.modules())
 
 
 def test_keep_malloc_pages_stops_page_faults_on_reallocation():
