@@ -39,7 +39,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--quantize", choices=("int8", "int8x3", "bf16"), default=None,
                     help="int8: dynamic int8 quantisation of the encoder (CPU): oneDNN int8 products in PyTorch, or ONNX Runtime; "
                          "int8x3: each encoder product as three int8 products of split weights and inputs, near "
-                         "float32's precision (CPU; fast with AMX); "
+                         "float32's precision (CPU with AMX only); "
                          "bf16: the encoder under bf16 autocast (fast on CPUs with AVX512_BF16 or AMX)")
     ap.add_argument("--overlap", choices=("central", "longest"), default="central",
                     help="where windows overlap: central (each word from the window where it has the most context) "

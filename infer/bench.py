@@ -390,9 +390,12 @@ def main(argv=None) -> dict:
               "agreement will be low", file=sys.stderr)
     with tempfile.TemporaryDirectory() as tmp:
         hf, hf_tok = export_token_classifier(model, tok, Path(tmp))
-    tagger = Tagger(model, tok, device=device, dtype=dtype, batch_tokens=args.batch_tokens,
-                    quantize=args.quantize, compile=args.compile, backend=args.backend, streams=args.streams,
-                    overlap=args.overlap)
+    try:
+        tagger = Tagger(model, tok, device=device, dtype=dtype, batch_tokens=args.batch_tokens,
+                        quantize=args.quantize, compile=args.compile, backend=args.backend, streams=args.streams,
+                        overlap=args.overlap)
+    except ValueError as err:  # an option this machine cannot run (int8x3 without AMX, onnx + bf16...)
+        raise SystemExit(f"error: {err}") from None
     if args.windows != "model":
         tagger.encoder.windows = args.windows
     hf = hf.to(device, dtype).eval()

@@ -5,18 +5,20 @@ pages mapped between batches (set by ``quantize="int8x3"`` and ``"int8"``), and 
 Split int8 (``int8x3``): each Linear's weight W and each input x are written as an int8 high part and an
 int8 low part, the low part being the high part's rounding residual on its own scale
 (W ~ sw1 Wh + sw2 Wl per output channel, x ~ sx1 xh + sx2 xl per call). The product takes three int8
-matrix products with exact int32 sums and float32 outputs (oneDNN: AMX or VNNI):
+matrix products with exact int32 sums and float32 outputs (oneDNN, on AMX):
 
     x W^T  ~  sx1 sw1 (xh Wh^T)  +  sx2 sw1 (xl Wh^T)  +  sx1 sw2 (xh Wl^T)
 
 The dropped term (xl Wl^T) and the low parts' rounding leave a relative error of about 1e-4 per product,
 against about 3e-3 for bf16 and 1e-2 for plain int8. On a CPU with AMX (Intel Xeon, 2 cores) the three
-products with the input's split ran at 2-3.3x float32's rate, and the base encoder's forward 2.1x; with
-VNNI alone expect about float32's rate.
+products with the input's split ran at 2-3.3x float32's rate, and the base encoder's forward 2.1x. Without
+AMX, oneDNN runs these products (signed int8 inputs) in its reference kernel: 0.1 GFLOP/s with AVX-512 VNNI
+alone (measured with ONEDNN_MAX_CPU_ISA=AVX512_CORE_VNNI), so the Tagger uses them only with AMX.
 
 Plain int8 (``int8``, ``terms=1``): the first of those products alone, x W^T ~ sx1 sw1 (xh Wh^T): dynamic
 int8 quantisation with per-channel weight scales and one input scale per call, through the same oneDNN
-product (AMX or VNNI) instead of ``torch.ao.quantization.quantize_dynamic``, which torch deprecates.
+product, on AMX, instead of ``torch.ao.quantization.quantize_dynamic`` (deprecated by torch; its fbgemm
+products are what the Tagger uses for int8 on a CPU without AMX).
 """
 from __future__ import annotations
 

@@ -100,25 +100,35 @@ def quantize_encoder(model, how: str, device: torch.device):
             raise ValueError("quantize=int8x3 takes a float32 model (dtype=float32): its products read and "
                              "write float32")
         if flags and "amx_int8" not in flags:
+            raise ValueError("quantize=int8x3 needs a CPU with AMX (amx_int8): without it oneDNN runs these int8 "
+                             "products in its reference kernel (0.1 GFLOP/s with AVX-512 VNNI alone); use "
+                             "quantize='int8' or 'bf16', or float32")
+        if not flags:
             import warnings
 
-            warnings.warn("quantize=int8x3: this CPU has no amx_int8, so its three int8 products per layer may "
-                          "run no faster than float32", stacklevel=3)
+            warnings.warn("quantize=int8x3: the CPU's flags cannot be read; it is fast only on a CPU with AMX "
+                          "(amx_int8)", stacklevel=3)
         # its products and splits of large activations reuse mapped pages instead of faulting fresh ones in
         # at every batch: python -m infer 0.95x the wall time on 24 base-size pages (float32: 0.99x, for 16%
         # more peak memory, so not there); process-wide, TAGGER_KEEP_MALLOC_PAGES=0: off
         keep_malloc_pages()
         split_int8_linears(model.encoder)
         return model
-    if split_int8_available() and next(model.encoder.parameters()).dtype == torch.float32:
-        # dynamic int8 through oneDNN's int8 product (per-channel weight scales, one input scale per call);
-        # torch.ao.quantization's quantize_dynamic is deprecated, and is only the fallback below
+    if "amx_int8" in flags and split_int8_available() and next(model.encoder.parameters()).dtype == torch.float32:
+        # with AMX: oneDNN's int8 product (per-channel weight scales, one input scale per call), 1.5x the
+        # speed of torch.ao's on 24 base-size pages; without AMX oneDNN's int8 products of signed inputs
+        # run in its reference kernel, so fbgemm's (torch.ao) is used there
         keep_malloc_pages()
         split_int8_linears(model.encoder, terms=1)
         return model
+    import warnings
+
     from torch.ao.quantization import quantize_dynamic
 
-    model.encoder = quantize_dynamic(model.encoder, {torch.nn.Linear}, dtype=torch.qint8)
+    with warnings.catch_warnings():  # torch.ao.quantization is deprecated (torch 2.13 says so at every call)
+        warnings.filterwarnings("ignore", message=r"torch\.ao\.quantization is deprecated")
+        warnings.filterwarnings("ignore", message=r".*quantized tensor creation functions.*deprecated")
+        model.encoder = quantize_dynamic(model.encoder, {torch.nn.Linear}, dtype=torch.qint8)
     return model
 
 

@@ -16,11 +16,21 @@ from transformers import AutoModel, AutoTokenizer
 
 from synthetic import padded_ids, synthetic_pages
 from infer.bench import f1
-from infer.cpu import SplitInt8Linear, malloc_pages_kept, split_int8_available
+from infer.cpu import SplitInt8Linear, cpu_flags, malloc_pages_kept, split_int8_available
 from infer.tagger import AutocastEncoder, Tagger
 
 needs_int8x3 = pytest.mark.skipif(not split_int8_available(),
                                   reason="this torch build lacks oneDNN's int8 products (torch.ops.onednn.qlinear_pointwise)")
+
+
+@pytest.fixture
+def amx(monkeypatch):
+    """The Tagger reads the CPU's flags as if it had AMX, where the oneDNN int8 paths (int8x3; int8 on
+    oneDNN) are chosen. On a CPU without AMX their products then run in oneDNN's reference kernel: slow,
+    and the same numbers, which is what these tests check on the tests' tiny model."""
+    import infer.tagger as tagger_module
+
+    monkeypatch.setattr(tagger_module, "cpu_flags", lambda: cpu_flags() | {"amx_int8"})
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +57,7 @@ def test_bf16_encoder_states_close_to_float32_and_float32_out(tiny):
 
 
 @pytest.mark.parametrize("how", ["bf16", "int8", pytest.param("int8x3", marks=needs_int8x3)])
-def test_tagger_low_precision_tags_like_float32_and_leaves_the_model(tiny, how):
+def test_tagger_low_precision_tags_like_float32_and_leaves_the_model(tiny, how, amx):
     model, tok = tiny
     before = copy.deepcopy(model.state_dict())
     pages = synthetic_pages(6, seed=31, min_paragraphs=6, max_paragraphs=8)
@@ -119,12 +129,13 @@ def test_int8_runs_on_onednn_without_torch_ao(tiny, monkeypatch):
     """quantize="int8": one oneDNN int8 product per Linear (per-channel weight scales, one input scale per
     call), not torch.ao.quantization's deprecated quantize_dynamic, so no deprecation warnings; about
     int8's precision (between int8x3's and nothing). Without oneDNN's int8 product it falls back to
-    quantize_dynamic."""
+    quantize_dynamic, and so does a CPU without AMX (fbgemm's products there)."""
     import warnings
 
     import infer.tagger as tagger_module
 
     model, tok = tiny
+    monkeypatch.setattr(tagger_module, "cpu_flags", lambda: cpu_flags() | {"amx_int8"})
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # a DeprecationWarning or UserWarning from torch.ao would raise here
         tagger = Tagger(model, tok, device="cpu", quantize="int8")
@@ -141,13 +152,17 @@ def test_int8_runs_on_onednn_without_torch_ao(tiny, monkeypatch):
     rel = ((got - want).norm() / want.norm()).item()
     assert 1e-4 < rel < 0.05, rel  # int8's rounding: not float32 by mistake, not broken
     assert ((finer - want).norm() / want.norm()).item() < rel / 5  # int8x3 is the precise one
-    monkeypatch.setattr(tagger_module, "split_int8_available", lambda: False)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")
-        old = Tagger(model, tok, device="cpu", quantize="int8")
-    assert not any(isinstance(m, SplitInt8Linear) for m in old.model.encoder.modules())
-    assert any("DynamicQuantized" in type(m).__name__ or "quantized" in type(m).__module__
-               for m in old.model.encoder.modules())
+    for flags, available in (({"avx2", "avx512_vnni"}, True), ({"amx_int8"}, False)):
+        monkeypatch.setattr(tagger_module, "cpu_flags", lambda: flags)
+        monkeypatch.setattr(tagger_module, "split_int8_available", lambda: available)
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # torch.ao's deprecation warnings are filtered out
+            old = Tagger(model, tok, device="cpu", quantize="int8")
+        assert not any(isinstance(m, SplitInt8Linear) for m in old.model.encoder.modules())
+        assert any("quantized" in type(m).__module__ for m in old.model.encoder.modules())
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            assert [r["id"] for r in old.tag(synthetic_pages(2, seed=5))]
 
 
 def test_keep_malloc_pages_stops_page_faults_on_reallocation():
@@ -188,7 +203,8 @@ def test_quantize_errors_name_the_choices(tiny):
         Tagger(model, tok, device="cpu", backend="onnx", quantize="bf16")
 
 
-@pytest.mark.parametrize("how", ["bf16", pytest.param("int8x3", marks=needs_int8x3)])
+@pytest.mark.parametrize("how", ["bf16", "int8", pytest.param("int8x3", marks=[needs_int8x3, pytest.mark.skipif(
+    "amx_int8" not in cpu_flags(), reason="quantize=int8x3 refuses a CPU without AMX (amx_int8), as this one")])])
 def test_cli_quantize(tiny_model_dir, tmp_path, how):
     page = synthetic_pages(1, seed=32)[0]
     src = tmp_path / "in.jsonl"
@@ -216,14 +232,19 @@ def test_bf16_warns_on_a_cpu_without_bf16_products(tiny, monkeypatch):
 
 
 @needs_int8x3
-def test_int8x3_warns_on_a_cpu_without_amx(tiny, monkeypatch):
+def test_int8x3_refuses_a_cpu_without_amx(tiny, monkeypatch):
+    """Without AMX oneDNN runs int8x3's products in its reference kernel (0.1 GFLOP/s with VNNI alone):
+    a clear error naming the flag and the other options; a warning where the flags cannot be read."""
     import warnings
 
     import infer.tagger as tagger_module
 
     model, tok = tiny
     monkeypatch.setattr(tagger_module, "cpu_flags", lambda: {"avx2", "avx512f", "avx512_vnni"})
-    with pytest.warns(UserWarning, match="amx_int8"):
+    with pytest.raises(ValueError, match="amx_int8.*quantize='int8' or 'bf16'"):
+        Tagger(model, tok, device="cpu", quantize="int8x3")
+    monkeypatch.setattr(tagger_module, "cpu_flags", lambda: set())
+    with pytest.warns(UserWarning, match="cannot be read"):
         Tagger(model, tok, device="cpu", quantize="int8x3")
     monkeypatch.setattr(tagger_module, "cpu_flags", lambda: {"avx512f", "amx_int8"})
     with warnings.catch_warnings():
