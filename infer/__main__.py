@@ -37,7 +37,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--backend", choices=("torch", "onnx"), default="torch",
                     help="run the encoder in PyTorch or in ONNX Runtime (CPU; pip install '.[onnx]')")
     ap.add_argument("--quantize", choices=("int8", "int8x3", "bf16"), default=None,
-                    help="int8: dynamic int8 quantisation of the encoder (CPU): oneDNN int8 products in PyTorch, or ONNX Runtime; "
+                    help="int8: dynamic int8 quantisation of the encoder (CPU): in PyTorch oneDNN's int8 products with AMX, "
+                         "fbgemm's without; or ONNX Runtime; "
                          "int8x3: each encoder product as three int8 products of split weights and inputs, near "
                          "float32's precision (CPU with AMX only); "
                          "bf16: the encoder under bf16 autocast (fast on CPUs with AVX512_BF16 or AMX)")

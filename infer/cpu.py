@@ -196,7 +196,7 @@ def split_int8_linears(module: nn.Module, terms: int = 3) -> nn.Module:
     """Replace every ``nn.Linear`` inside ``module`` by a ``SplitInt8Linear`` with ``terms`` products
     (3: int8x3, 1: plain int8), in place; returns it."""
     if not split_int8_available():
-        raise RuntimeError("quantize=int8x3 needs PyTorch's oneDNN int8 products (torch.ops.onednn.qlinear_pointwise), "
+        raise RuntimeError("SplitInt8Linear needs PyTorch's oneDNN int8 products (torch.ops.onednn.qlinear_pointwise), "
                            "which this torch build lacks")
     children = dict(module.named_children())
     together = [n for n in _READ_TOGETHER if isinstance(children.get(n), nn.Linear)]

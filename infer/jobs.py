@@ -357,6 +357,7 @@ class Job:
         written, chars, t0 = 0, 0, time.perf_counter()
         tokens0 = getattr(self.tagger, "tokens_seen", None)  # the Tagger counts the subwords it encodes
         warn = lambda msg: bar.write(msg, file=sys.stderr)  # noqa: E731
+
         def todo() -> Iterator[tuple[list[tuple[int, Record]], int]]:
             """The owned blocks still to write, each with how many of its records the file already has."""
             seen_in_file = 0  # records of owned blocks that come before this point in the file
