@@ -323,7 +323,7 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--dtype", default=None, help="float32, bfloat16, float16 (default: fp32 on CPU, bf16 on GPU)")
     ap.add_argument("--quantize", choices=QUANTIZE, default=None,
                     help="the Tagger's encoder in dynamic int8 (CPU), as three int8 products of split weights and inputs "
-                         "(int8x3, CPU) or under bf16 autocast (the pipeline stays at --dtype)")
+                         "(int8x3, CPU with AMX) or under bf16 autocast (the pipeline stays at --dtype)")
     ap.add_argument("--backend", choices=["torch", "onnx"], default="torch",
                     help="the Tagger's encoder in PyTorch or ONNX Runtime (CPU; pip install '.[onnx]')")
     ap.add_argument("--window", type=int, default=512, help="window length of a random-weight model")
@@ -480,7 +480,7 @@ def main(argv=None) -> dict:
         "probe_gflops": round(probe / 1e9, 1), "flops_per_token": fpt,
         "device": str(device), "dtype": str(dtype).replace("torch.", ""), "size": size,
         "quantize": args.quantize, "probe_dtype": {3: "int8x3", 1: "int8"}.get(int8_terms, str(probe_dtype).replace("torch.", "")),
-        "malloc_keeps_pages": malloc_pages_kept(),  # quantize=int8x3 sets it for the process
+        "malloc_keeps_pages": malloc_pages_kept(),  # quantize=int8x3 (and int8 with AMX) sets it for the process
         "compile": bool(args.compile), "backend": args.backend,
         "pages": len(pages), "tokens": n_tokens, "rounds": args.rounds, "timing_spread": round(spread, 3),
         "pipeline_batch_size": batch_size, "window_length": L, "stride": cfg.stride,

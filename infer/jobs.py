@@ -389,38 +389,52 @@ class Job:
         return written
 
 
+_END = object()
+
+
+def read_ahead(items: Iterator, work: Callable, name: str = "prefetch") -> Iterator[tuple]:
+    """``(item, work(item))`` for each item, in order, with the next item read and worked on in a worker
+    thread while the caller uses this one (the prefetch of ``Tagger.outputs`` and ``python -m infer``:
+    reading, parsing and encoding the next block while the model runs). An error in reading an item or
+    in ``work`` surfaces in order, once the items before it are out."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    def step():
+        item = next(items, _END)
+        return item, (None if item is _END else work(item))
+
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix=name) as pool:
+        pending = pool.submit(step)
+        while True:
+            item, result = pending.result()
+            if item is _END:
+                return
+            pending = pool.submit(step)
+            yield item, result
+
+
 def _prefetched(blocks: Iterator[tuple[list, int]], tagger) -> Iterator[tuple[list, int, list[dict] | None]]:
     """``(block, skip, feats)`` for each ``(block, skip)``. Where the tagger prefetches (its ``prefetch``:
-    the default on a GPU), a worker thread reads, parses and encodes the next block while the caller
-    tags this one, as ``Tagger.outputs`` does; else ``feats`` is None (encoded by ``tag_block``). A
-    block whose encoding fails gets None too: ``tag_block`` encodes it again and isolates the bad page."""
+    the default on a GPU), the next block is read, parsed and encoded ahead (:func:`read_ahead`); else
+    ``feats`` is None (encoded by ``tag_block``). A block whose encoding fails gets None too: ``tag_block``
+    encodes it again and isolates the bad page."""
     encoder = getattr(tagger, "encoder", None)
     if not getattr(tagger, "prefetch", False) or not hasattr(encoder, "encode_block"):
         for block, skip in blocks:
             yield block, skip, None
         return
-    from concurrent.futures import ThreadPoolExecutor
 
-    def read_and_encode():  # an error in the input itself surfaces in order, after the blocks before it
-        item = next(blocks, None)
-        if item is None:
-            return None
+    def encode(item):
         pages = [r for _, r in item[0] if isinstance(r, Page)]
         try:
-            return (*item, encoder.encode_block(pages, alone=getattr(tagger, "alone", False)) if pages else None)
+            return encoder.encode_block(pages, alone=getattr(tagger, "alone", False)) if pages else None
         except (KeyboardInterrupt, MemoryError):
             raise
         except Exception:  # noqa: BLE001 - tag_block retries the pages one by one and names the bad one
-            return (*item, None)
+            return None
 
-    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="infer-prefetch") as pool:
-        pending = pool.submit(read_and_encode)
-        while True:
-            item = pending.result()
-            if item is None:
-                return
-            pending = pool.submit(read_and_encode)
-            yield item
+    for (block, skip), feats in read_ahead(blocks, encode, "infer-prefetch"):
+        yield block, skip, feats
 
 
 def _replay(path: Path, limit: int | None, on_record: Callable[[dict], None]) -> None:

@@ -19,7 +19,7 @@ from data.features import PageEncoder
 from data.labels import SECTION_TAGS, bio_runs, entity_tagset
 from data.schema import DEFAULT_MAX_CHARS, Page, check_text
 from infer.cpu import cpu_flags, keep_malloc_pages, split_int8_available, split_int8_linears
-from infer.jobs import fixed_blocks
+from infer.jobs import fixed_blocks, read_ahead
 from model.crf import LinearChainCRF, check_outside_bias, check_section_bias, check_section_once
 
 OVERLAP_RULES = ("central", "longest")
@@ -95,8 +95,9 @@ def quantize_encoder(model, how: str, device: torch.device):
         return model
     if device.type != "cpu":
         raise ValueError(f"quantize={how} is int8 for CPU inference")
+    float32 = next(model.encoder.parameters()).dtype == torch.float32
     if how == "int8x3":
-        if next(model.encoder.parameters()).dtype != torch.float32:
+        if not float32:
             raise ValueError("quantize=int8x3 takes a float32 model (dtype=float32): its products read and "
                              "write float32")
         if flags and "amx_int8" not in flags:
@@ -108,18 +109,15 @@ def quantize_encoder(model, how: str, device: torch.device):
 
             warnings.warn("quantize=int8x3: the CPU's flags cannot be read; it is fast only on a CPU with AMX "
                           "(amx_int8)", stacklevel=3)
-        # its products and splits of large activations reuse mapped pages instead of faulting fresh ones in
-        # at every batch: python -m infer 0.95x the wall time on 24 base-size pages (float32: 0.99x, for 16%
-        # more peak memory, so not there); process-wide, TAGGER_KEEP_MALLOC_PAGES=0: off
+    if how == "int8x3" or ("amx_int8" in flags and split_int8_available() and float32):
+        # oneDNN's int8 products: three per layer (int8x3), or one (int8 with AMX: per-channel weight scales,
+        # one input scale per call, 1.5x the speed of torch.ao's on 24 base-size pages; without AMX they run
+        # in oneDNN's reference kernel, so int8 takes fbgemm's, torch.ao, there). Their products and splits of
+        # large activations reuse mapped pages instead of faulting fresh ones in at every batch: python -m
+        # infer 0.95x the wall time on 24 base-size pages with int8x3 (float32: 0.99x, for 16% more peak
+        # memory, so not there); process-wide, TAGGER_KEEP_MALLOC_PAGES=0: off
         keep_malloc_pages()
-        split_int8_linears(model.encoder)
-        return model
-    if "amx_int8" in flags and split_int8_available() and next(model.encoder.parameters()).dtype == torch.float32:
-        # with AMX: oneDNN's int8 product (per-channel weight scales, one input scale per call), 1.5x the
-        # speed of torch.ao's on 24 base-size pages; without AMX oneDNN's int8 products of signed inputs
-        # run in its reference kernel, so fbgemm's (torch.ao) is used there
-        keep_malloc_pages()
-        split_int8_linears(model.encoder, terms=1)
+        split_int8_linears(model.encoder, terms=3 if how == "int8x3" else 1)
         return model
     import warnings
 
@@ -252,24 +250,15 @@ class Tagger:
         tokenizer releases the GIL)."""
         alone = self.alone if alone is None else bool(alone)
         blocks = fixed_blocks(self._checked(pages), self.block_size)
+        encode = lambda block: self.encoder.encode_block(block, alone=alone)  # noqa: E731
         if not self.prefetch:
             for block in blocks:
-                yield block, self.block_outputs(block, self.encoder.encode_block(block, alone=alone))
+                yield block, self.block_outputs(block, encode(block))
             return
-        from concurrent.futures import ThreadPoolExecutor
-
-        def read_and_encode():  # the input is read in the worker too, one block at a time, so an
-            block = next(blocks, None)  # error in it surfaces after the blocks before it are out
-            return block, (self.encoder.encode_block(block, alone=alone) if block is not None else None)
-
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="tagger-prefetch") as pool:
-            pending = pool.submit(read_and_encode)
-            while True:
-                block, feats = pending.result()
-                if block is None:
-                    return
-                pending = pool.submit(read_and_encode)
-                yield block, self.block_outputs(block, feats)
+        # the input is read in the worker too, one block at a time, so an error in it surfaces after the
+        # blocks before it are out
+        for block, feats in read_ahead(blocks, encode, "tagger-prefetch"):
+            yield block, self.block_outputs(block, feats)
 
     def _checked(self, pages: Iterable[Page]) -> Iterator[Page]:
         """The pages, each checked by ``data.schema.check_text`` as ``python -m infer`` checks its records:
