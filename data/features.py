@@ -122,7 +122,7 @@ class PageEncoder:
                  max_subwords_per_word: int = 32, cache_size: int = 500_000, lexical_buckets: int = 0,
                  lexical_window: int = 0, windows: str = "lines", line_buckets: int = 0,
                  word_clusters: dict[str, list[int]] | None = None, line_topic: bool = False,
-                 line_cluster_level: int | None = None, line_repeats: int = 0):
+                 line_cluster_level: int | None = None, line_repeats: int = 0, line_bare_words: bool = False):
         self.tokenizer = tokenizer
         self.body = max_length - 2
         if self.body < 8:
@@ -139,6 +139,7 @@ class PageEncoder:
         self.lexical_window = lexical_window
         self.line_buckets = line_buckets
         self.line_topic = bool(line_topic)  # + topic keys per line (line_topic_feature_keys)
+        self.line_bare_words = bool(line_bare_words)  # + bare-word keys per line (line_feature_keys)
         # + repeat keys per line (line_repeat_keys) over groups of this many pages (encode_block); 0: none
         self.line_repeats = int(line_repeats or 0)
         if self.line_repeats < 0:
@@ -181,6 +182,7 @@ class PageEncoder:
                    lexical_window=getattr(config, "lexical_window", 0),
                    line_buckets=getattr(config, "line_buckets", 0),
                    line_topic=getattr(config, "line_topic", False),
+                   line_bare_words=getattr(config, "line_bare_words", False),
                    line_repeats=getattr(config, "line_repeats", 0), **kwargs)
 
     @classmethod
@@ -255,7 +257,8 @@ class PageEncoder:
             feat["line_ids"] = line_feature_ids(
                 text, page.lines, self.line_buckets, self.line_topic,
                 (self.word_clusters, self.line_cluster_level) if self.line_cluster_level is not None else None,
-                repeats if self.line_repeats else None, repeat_width=bool(self.line_repeats))
+                repeats if self.line_repeats else None, repeat_width=bool(self.line_repeats),
+                bare_words=self.line_bare_words)
         if ner_tags is not None:
             feat["ner_labels"] = ner_labels(page, ner_tags)
             feat["section_labels"] = section_labels(page)
@@ -477,9 +480,16 @@ def _bin(x: float, edges: tuple) -> int:
     return len(edges)
 
 
-def _line_own_keys(text: str, spans: list, i: int) -> dict[str, str]:
+def _bare(word: str) -> str:
+    """A normalised word's letters only (brackets, quotes, punctuation and digits off), without its
+    leading clitic: ``[واس]``, ``(واس)`` and ``«واس»`` are one key, and ``شاركونا:`` is ``شاركونا``."""
+    return _stem("".join(ch for ch in word if ch.isalpha()))
+
+
+def _line_own_keys(text: str, spans: list, i: int, bare_words: bool = False) -> dict[str, str]:
     """The keys of line ``i`` on its own: length, punctuation, digits, Latin letters, symbols at the
-    ends, indentation, blank lines around it, its place on the page, and its first and last words."""
+    ends, indentation, blank lines around it, its place on the page, and its first and last words
+    (with ``bare_words`` also the letters of its first two and last words, :func:`_bare`)."""
     s, e = spans[i]
     raw = text[s:e]
     t = raw.strip()
@@ -511,14 +521,17 @@ def _line_own_keys(text: str, spans: list, i: int) -> dict[str, str]:
     stems = [_stem(w) for w in norm]
     keys.update(w0=norm[0] if norm else "", w1=norm[1] if len(ws) > 1 else "", wl=norm[-1],
                 s0=stems[0] if stems else "", s1=stems[1] if len(ws) > 1 else "", s2=stems[2] if len(ws) > 2 else "")
+    if bare_words:
+        keys.update(a0=_bare(norm[0]) if ws else "", a1=_bare(norm[1]) if len(ws) > 1 else "",
+                    al=_bare(norm[-1]) if ws else "")
     return keys
 
 
-def line_feature_keys(text: str, spans: list) -> list[list[str]]:
+def line_feature_keys(text: str, spans: list, bare_words: bool = False) -> list[list[str]]:
     """Hashable keys of each non-blank line: its own (:func:`_line_own_keys`) and a few layout keys
     of the two lines before and after it (a header line is short and ends with ":", a list item
     follows its header...)."""
-    own = [_line_own_keys(text, spans, i) for i in range(len(spans))]
+    own = [_line_own_keys(text, spans, i, bare_words) for i in range(len(spans))]
     out = []
     for i, keys in enumerate(own):
         row = [f"{k}={v}" for k, v in keys.items()]
@@ -535,6 +548,7 @@ def line_feature_keys(text: str, spans: list) -> list[list[str]]:
 
 
 LINE_FEATURES = len(_LINE_NEIGHBOUR_KEYS) * 4 + 2 + 22  # keys per line, at most (padded with 0)
+BARE_FEATURES = 3  # + the bare first, second and last words (bare_words)
 
 # -- topic keys: does a line speak of what the rest of the page speaks of? --------------------------
 # A teaser paragraph or a related item is another article: its words come back in few other lines of
@@ -723,13 +737,15 @@ def line_repeat_keys(repeats: np.ndarray) -> list[list[str]]:
 
 def line_feature_ids(text: str, spans: np.ndarray, buckets: int, topic: bool = False,
                      clusters: tuple[dict[str, list[int]], int] | None = None,
-                     repeats: np.ndarray | None = None, repeat_width: bool = False) -> np.ndarray:
+                     repeats: np.ndarray | None = None, repeat_width: bool = False,
+                     bare_words: bool = False) -> np.ndarray:
     """Bucket ids of :func:`line_feature_keys` (and with ``topic`` of :func:`line_topic_feature_keys`,
     with ``clusters`` = (word -> cluster ids, level) of :func:`line_cluster_keys`, with ``repeats`` of
     :func:`line_repeat_keys`), ``(n_lines, LINE_FEATURES [+ TOPIC_FEATURES] [+ CLUSTER_LINE_WORDS]
     [+ REPEAT_FEATURES])`` int32, 0 = padding. ``repeat_width``: the repeat columns are there (padding
-    when ``repeats`` is None: a page tagged alone)."""
-    keys = line_feature_keys(text, spans.tolist())
+    when ``repeats`` is None: a page tagged alone). ``bare_words``: + ``BARE_FEATURES`` keys of the line's
+    words without their punctuation (:func:`_bare`)."""
+    keys = line_feature_keys(text, spans.tolist(), bare_words)
     if topic:
         for row, extra in zip(keys, line_topic_feature_keys(text, spans.tolist())):
             row += extra
@@ -741,7 +757,7 @@ def line_feature_ids(text: str, spans: np.ndarray, buckets: int, topic: bool = F
             raise ValueError(f"repeats: {len(repeats)} counts for {len(keys)} lines")
         for row, extra in zip(keys, line_repeat_keys(repeats)):
             row += extra
-    width = (LINE_FEATURES + (TOPIC_FEATURES if topic else 0) + (CLUSTER_LINE_WORDS if clusters is not None else 0)
+    width = (LINE_FEATURES + (BARE_FEATURES if bare_words else 0) + (TOPIC_FEATURES if topic else 0) + (CLUSTER_LINE_WORDS if clusters is not None else 0)
              + (REPEAT_FEATURES if repeat_width or repeats is not None else 0))
     out = np.zeros((len(keys), width), dtype=np.int32)
     for i, row in enumerate(keys):

@@ -74,7 +74,8 @@ class JointConfig(PreTrainedConfig):
                  line_feature_dim: int = 32, section_crf: bool = False, line_tags: bool = False,
                  lexical_clusters: list[int] | None = None, line_topic: bool = False,
                  section_once: list[str] | None = None, line_clusters: int = 0, ner_outside_bias: float = 0.0,
-                 section_label_bias: dict[str, float] | None = None, line_repeats: int = 0, **kwargs):
+                 section_label_bias: dict[str, float] | None = None, line_repeats: int = 0,
+                 line_bare_words: bool = False, **kwargs):
         if line_pooling not in LINE_POOLINGS:
             raise ValueError(f"line_pooling {line_pooling!r}: use one of {', '.join(LINE_POOLINGS)}")
         if isinstance(encoder, PreTrainedConfig):
@@ -105,6 +106,9 @@ class JointConfig(PreTrainedConfig):
         # Topic keys among the line features (data.features.line_topic_keys): what the line shares with
         # the rest of the page.
         self.line_topic = bool(line_topic)
+        # The letters of each line's first two and last words, brackets and punctuation off, among its line
+        # features (data.features._bare): `[واس]` is keyed as `(واس)` is.
+        self.line_bare_words = bool(line_bare_words)
         # The clusters (this size, one of lexical_clusters) of a short line's words among its line features
         # (data.features.line_cluster_keys).
         self.line_clusters = int(line_clusters or 0)

@@ -29,9 +29,10 @@ from data.schema import load_pages  # noqa: E402
 from train.metrics import section_metrics  # noqa: E402
 
 
-def items(page, topic: bool, clusters: tuple | None = None, repeats=None) -> list[dict[str, float]]:
+def items(page, topic: bool, clusters: tuple | None = None, repeats=None,
+          bare_words: bool = False) -> list[dict[str, float]]:
     spans = page.lines.tolist()
-    keys = line_feature_keys(page.text, spans)
+    keys = line_feature_keys(page.text, spans, bare_words)
     if topic:
         keys = [a + b for a, b in zip(keys, line_topic_feature_keys(page.text, spans))]
     if clusters is not None:
@@ -46,6 +47,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--train", required=True, help="pages JSONL with gold sections to fit on")
     ap.add_argument("--dev", required=True, help="pages JSONL with gold sections to score")
     ap.add_argument("--topic", action="store_true", help="add the topic keys (model.line_topic)")
+    ap.add_argument("--bare-words", action="store_true", help="add the bare-word keys (model.line_bare_words)")
     ap.add_argument("--clusters", help="a model's word_clusters.json, for the line cluster keys (model.line_clusters)")
     ap.add_argument("--line-clusters", type=int, default=256, help="which cluster size of --clusters (default 256)")
     ap.add_argument("--repeats", type=int, default=0, metavar="N",
@@ -55,6 +57,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--c1", type=float, default=0.1)
     ap.add_argument("--c2", type=float, default=0.1)
     ap.add_argument("--iterations", type=int, default=150)
+    ap.add_argument("--errors", type=int, default=0, metavar="N",
+                    help="also print the confusions (gold -> predicted line counts) and N dev lines of each")
     args = ap.parse_args(argv)
     try:
         import sklearn_crfsuite
@@ -89,19 +93,30 @@ def main(argv: list[str] | None = None) -> int:
         rep_train = [r if r is not None and rng.random() >= args.repeats_dropout else None
                      for r in line_repeats(train, args.repeats)]
         rep_dev = line_repeats(dev, args.repeats)
-    crf.fit([items(p, args.topic, clusters, r) for p, r in zip(train, rep_train)],
+    crf.fit([items(p, args.topic, clusters, r, args.bare_words) for p, r in zip(train, rep_train)],
             [[SECTION_TAGS.tags[i] for i in section_labels(p)] for p in train])
     fit_s = time.time() - t0
     index = {t: i for i, t in enumerate(SECTION_TAGS.tags)}
-    records = []
-    for page, tags in zip(dev, crf.predict([items(p, args.topic, clusters, r) for p, r in zip(dev, rep_dev)])):
+    records, confusions = [], {}
+    for page, tags in zip(dev, crf.predict([items(p, args.topic, clusters, r, args.bare_words) for p, r in zip(dev, rep_dev)])):
         ids = np.array([index[t] for t in tags])
         records.append({"id": page.id, "sections": [s.to_dict() for s in SECTION_TAGS.decode(page.lines, ids)]})
+        if args.errors:
+            for (s, e), gold, got in zip(page.lines.tolist(), section_labels(page), ids):
+                if gold < 0:
+                    continue
+                g, q = SECTION_TAGS.tags[gold][2:], SECTION_TAGS.tags[got][2:]
+                if g != q:
+                    confusions.setdefault((g, q), []).append(f"{page.id}: {page.text[s:e].strip()[:100]}")
     m = section_metrics(dev, records)
     print(f"{len(train)} training pages, fit {fit_s:.1f} s; {m['n_pages']} scored pages, {m['n_lines']} lines")
     print("section macro-F1 {:.1f}  body F1 {:.1f}  segment F1 {:.1f}".format(
         100 * m["macro_f1"], 100 * m["body_f1"], 100 * m["segment_f1"]))
     print("  ".join(f"{lab} {100 * v['f1']:.1f}" for lab, v in m["labels"].items()))
+    for (g, q), lines in sorted(confusions.items(), key=lambda kv: -len(kv[1])):
+        print(f"{g} -> {q}: {len(lines)} lines")
+        for line in lines[:args.errors]:
+            print("   ", line)
     return 0
 
 

@@ -265,6 +265,55 @@ def test_line_topic_needs_line_buckets(tmp_path):
     assert parse([cfg, "model.line_topic=true", "model.line_buckets=64"]).model.line_topic is True
 
 
+def test_bare_word_keys_tie_bracketed_and_punctuated_wordings_and_follow_the_config(setup, tmp_path):
+    from data.features import BARE_FEATURES
+    body = "وقال الوزير إن المشروع سيكتمل خلال العام المقبل بتكلفة كبيرة جدا."
+    texts = [f"عنوان الخبر هنا\n{body}\n{src}" for src in ("(رويترز)", "[رويترز]", "«ورويترز»:", "الأناضول")]
+    pages = [Page(id=f"b{i}", text=t) for i, t in enumerate(texts)]
+    plain = [set(line_feature_keys(p.text, p.lines.tolist())[2]) for p in pages]
+    bare = [set(line_feature_keys(p.text, p.lines.tolist(), bare_words=True)[2]) for p in pages]
+    assert not any(k.startswith("a0=") for k in plain[0])  # off by default: old models' keys unchanged
+    assert {k for k in plain[0] if k.startswith("w0=")} != {k for k in plain[1] if k.startswith("w0=")}
+    wa = f"a0={normalize('رويترز')}"
+    assert wa in bare[0] and wa in bare[1] and wa in bare[2]  # brackets, quotes, the clitic and ":" off
+    assert wa not in bare[3] and f"a0={normalize('أناضول')}" in bare[3]
+    assert bare[0] - plain[0] == {wa, "a1=", f"al={normalize('رويترز')}"}  # only the bare keys are added
+    # the ids widen by BARE_FEATURES, the other keys keep their ids, and a saved model keeps the switch
+    page = pages[1]
+    ids = line_feature_ids(page.text, page.lines, BUCKETS)
+    wide = line_feature_ids(page.text, page.lines, BUCKETS, bare_words=True)
+    assert wide.shape == (len(page.lines), LINE_FEATURES + BARE_FEATURES)
+    assert set(ids[2][ids[2] > 0]) < set(wide[2][wide[2] > 0])
+    _, tok, _, _, _ = setup
+    cfg = load_config(RunConfig, None, ["output_dir=unused", *TINY_OVERRIDES, f"model.line_buckets={BUCKETS}",
+                                        "model.line_bare_words=true", "model.line_topic=true"])
+    model = make_model(cfg, tok, ["LOC", "ORG", "PERS"])
+    model.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path)
+    assert loaded.config.line_bare_words is True
+    enc = PageEncoder.for_model(tok, loaded)
+    from data.features import TOPIC_FEATURES
+    got = enc.encode(page)["line_ids"]
+    assert got.shape[1] == LINE_FEATURES + BARE_FEATURES + TOPIC_FEATURES
+    assert np.array_equal(got, line_feature_ids(page.text, page.lines, BUCKETS, topic=True, bare_words=True))
+    assert not PageEncoder.for_model(tok, setup[0]).line_bare_words
+    # and the section layer takes the wider ids through a forward pass
+    batch = enc.collate([enc.encode(page, entity_tagset(["LOC", "ORG", "PERS"]))])
+    with torch.no_grad():
+        out = loaded(**batch)
+    assert torch.isfinite(out.section_logits).all()
+
+
+def test_line_bare_words_needs_line_buckets(tmp_path):
+    from synthetic import tiny_config, write_pages
+    from train.__main__ import ConfigError, parse
+    pages = write_pages(tmp_path / "p.jsonl", synthetic_pages(2, seed=5))
+    cfg = str(tiny_config(tmp_path, pages, pages))
+    with pytest.raises(ConfigError, match="model.line_bare_words: .*set model.line_buckets"):
+        parse([cfg, "model.line_bare_words=true"])
+    assert parse([cfg, "model.line_bare_words=true", "model.line_buckets=64"]).model.line_bare_words is True
+
+
 def test_line_crf_probe_fits_and_scores_the_model_keys(tmp_path, capsys):
     pytest.importorskip("pycrfsuite", reason="scripts/line_crf_probe.py needs sklearn-crfsuite")
     import importlib.util
@@ -284,6 +333,14 @@ def test_line_crf_probe_fits_and_scores_the_model_keys(tmp_path, capsys):
     from data.features import line_repeats
     assert any(k.startswith("r=") for k in probe.items(pages[0], False, None, line_repeats(pages[:6], 6)[0])[0])
     assert "18 training pages" in out and "6 scored pages" in out
+    assert probe.main(["--train", str(train), "--dev", str(dev), "--bare-words", "--errors", "2",
+                       "--iterations", "3"]) == 0
+    errs = capsys.readouterr().out  # three iterations leave mistakes: each confusion with its lines, page named
+    assert any(k.startswith("a0=") for k in probe.items(pages[0], False, bare_words=True)[0])
+    import re
+    m = re.search(r"^(\w+) -> (\w+): (\d+) lines\n    (\S+): ", errs, re.M)
+    assert m and m.group(1) != m.group(2) and int(m.group(3)) >= 1, errs
+    assert m.group(4) in {p.id for p in pages[18:]}  # a dev page, named
     macro = float(out.split("section macro-F1 ")[1].split()[0])
     assert macro > 50, out  # the synthetic pages' layout is learnable from the keys alone
     # the topic keys are among the items it fits

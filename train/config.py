@@ -114,6 +114,9 @@ class ModelConfig:
         "help": "also topic keys per line among the line features: how much of its content words the rest "
                 "of the page shares, and the rank of its group of word-sharing lines "
                 "(data.features.line_topic_keys); needs model.line_buckets"})
+    line_bare_words: bool = field(default=False, metadata={
+        "help": "also the letters of each line's first two and last words, brackets, quotes and punctuation off "
+                "(data.features._bare), among the line features: [واس] is keyed as (واس) is; needs model.line_buckets"})
     line_clusters: int = field(default=0, metadata={
         "help": "also the word clusters of this size (one of model.lexical_clusters) of each short line's words "
                 "among the line features (data.features.line_cluster_keys; 0: none); needs model.line_buckets"})
