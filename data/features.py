@@ -741,8 +741,8 @@ def line_feature_ids(text: str, spans: np.ndarray, buckets: int, topic: bool = F
                      bare_words: bool = False) -> np.ndarray:
     """Bucket ids of :func:`line_feature_keys` (and with ``topic`` of :func:`line_topic_feature_keys`,
     with ``clusters`` = (word -> cluster ids, level) of :func:`line_cluster_keys`, with ``repeats`` of
-    :func:`line_repeat_keys`), ``(n_lines, LINE_FEATURES [+ TOPIC_FEATURES] [+ CLUSTER_LINE_WORDS]
-    [+ REPEAT_FEATURES])`` int32, 0 = padding. ``repeat_width``: the repeat columns are there (padding
+    :func:`line_repeat_keys`), ``(n_lines, LINE_FEATURES [+ BARE_FEATURES] [+ TOPIC_FEATURES]
+    [+ CLUSTER_LINE_WORDS] [+ REPEAT_FEATURES])`` int32, 0 = padding. ``repeat_width``: the repeat columns are there (padding
     when ``repeats`` is None: a page tagged alone). ``bare_words``: + ``BARE_FEATURES`` keys of the line's
     words without their punctuation (:func:`_bare`)."""
     keys = line_feature_keys(text, spans.tolist(), bare_words)
@@ -757,8 +757,8 @@ def line_feature_ids(text: str, spans: np.ndarray, buckets: int, topic: bool = F
             raise ValueError(f"repeats: {len(repeats)} counts for {len(keys)} lines")
         for row, extra in zip(keys, line_repeat_keys(repeats)):
             row += extra
-    width = (LINE_FEATURES + (BARE_FEATURES if bare_words else 0) + (TOPIC_FEATURES if topic else 0) + (CLUSTER_LINE_WORDS if clusters is not None else 0)
-             + (REPEAT_FEATURES if repeat_width or repeats is not None else 0))
+    width = (LINE_FEATURES + (BARE_FEATURES if bare_words else 0) + (TOPIC_FEATURES if topic else 0)
+             + (CLUSTER_LINE_WORDS if clusters is not None else 0) + (REPEAT_FEATURES if repeat_width or repeats is not None else 0))
     out = np.zeros((len(keys), width), dtype=np.int32)
     for i, row in enumerate(keys):
         h = np.fromiter((zlib.crc32(k.encode("utf-8", "surrogatepass")) for k in row), dtype=np.int64, count=len(row))

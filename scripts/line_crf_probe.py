@@ -98,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     fit_s = time.time() - t0
     index = {t: i for i, t in enumerate(SECTION_TAGS.tags)}
     records, confusions = [], {}
-    for page, tags in zip(dev, crf.predict([items(p, args.topic, clusters, r, args.bare_words) for p, r in zip(dev, rep_dev)])):
+    dev_items = [items(p, args.topic, clusters, r, args.bare_words) for p, r in zip(dev, rep_dev)]
+    for page, tags in zip(dev, crf.predict(dev_items)):
         ids = np.array([index[t] for t in tags])
         records.append({"id": page.id, "sections": [s.to_dict() for s in SECTION_TAGS.decode(page.lines, ids)]})
         if args.errors:

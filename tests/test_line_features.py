@@ -255,14 +255,15 @@ def test_topic_ids_widen_the_line_ids_and_follow_the_config(setup, tmp_path):
     assert not PageEncoder.for_model(tok, setup[0]).line_topic
 
 
-def test_line_topic_needs_line_buckets(tmp_path):
+@pytest.mark.parametrize("key", ["line_topic", "line_bare_words"])
+def test_line_key_switches_need_line_buckets(tmp_path, key):
     from synthetic import tiny_config, write_pages
     from train.__main__ import ConfigError, parse
     pages = write_pages(tmp_path / "p.jsonl", synthetic_pages(2, seed=5))
     cfg = str(tiny_config(tmp_path, pages, pages))
-    with pytest.raises(ConfigError, match="model.line_topic: .*set model.line_buckets"):
-        parse([cfg, "model.line_topic=true"])
-    assert parse([cfg, "model.line_topic=true", "model.line_buckets=64"]).model.line_topic is True
+    with pytest.raises(ConfigError, match=f"model.{key}: .*set model.line_buckets"):
+        parse([cfg, f"model.{key}=true"])
+    assert getattr(parse([cfg, f"model.{key}=true", "model.line_buckets=64"]).model, key) is True
 
 
 def test_bare_word_keys_tie_bracketed_and_punctuated_wordings_and_follow_the_config(setup, tmp_path):
@@ -302,16 +303,6 @@ def test_bare_word_keys_tie_bracketed_and_punctuated_wordings_and_follow_the_con
     with torch.no_grad():
         out = loaded(**batch)
     assert torch.isfinite(out.section_logits).all()
-
-
-def test_line_bare_words_needs_line_buckets(tmp_path):
-    from synthetic import tiny_config, write_pages
-    from train.__main__ import ConfigError, parse
-    pages = write_pages(tmp_path / "p.jsonl", synthetic_pages(2, seed=5))
-    cfg = str(tiny_config(tmp_path, pages, pages))
-    with pytest.raises(ConfigError, match="model.line_bare_words: .*set model.line_buckets"):
-        parse([cfg, "model.line_bare_words=true"])
-    assert parse([cfg, "model.line_bare_words=true", "model.line_buckets=64"]).model.line_bare_words is True
 
 
 def test_line_crf_probe_fits_and_scores_the_model_keys(tmp_path, capsys):
