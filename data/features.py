@@ -735,30 +735,38 @@ def line_repeat_keys(repeats: np.ndarray) -> list[list[str]]:
     return out
 
 
-def line_feature_ids(text: str, spans: np.ndarray, buckets: int, topic: bool = False,
-                     clusters: tuple[dict[str, list[int]], int] | None = None,
-                     repeats: np.ndarray | None = None, repeat_width: bool = False,
-                     bare_words: bool = False) -> np.ndarray:
-    """Bucket ids of :func:`line_feature_keys` (and with ``topic`` of :func:`line_topic_feature_keys`,
-    with ``clusters`` = (word -> cluster ids, level) of :func:`line_cluster_keys`, with ``repeats`` of
-    :func:`line_repeat_keys`), ``(n_lines, LINE_FEATURES [+ BARE_FEATURES] [+ TOPIC_FEATURES]
-    [+ CLUSTER_LINE_WORDS] [+ REPEAT_FEATURES])`` int32, 0 = padding. ``repeat_width``: the repeat columns are there (padding
-    when ``repeats`` is None: a page tagged alone). ``bare_words``: + ``BARE_FEATURES`` keys of the line's
-    words without their punctuation (:func:`_bare`)."""
-    keys = line_feature_keys(text, spans.tolist(), bare_words)
+def line_keys(text: str, spans: list, topic: bool = False, clusters: tuple[dict[str, list[int]], int] | None = None,
+              repeats: np.ndarray | None = None, bare_words: bool = False) -> list[list[str]]:
+    """Every key of each line: :func:`line_feature_keys` (``bare_words``: with the bare-word keys), with
+    ``topic`` :func:`line_topic_feature_keys`, with ``clusters`` = (word -> cluster ids, level)
+    :func:`line_cluster_keys`, with ``repeats`` :func:`line_repeat_keys`. What the model hashes
+    (:func:`line_feature_ids`) and what ``scripts/line_crf_probe.py`` fits."""
+    keys = line_feature_keys(text, spans, bare_words)
     if topic:
-        for row, extra in zip(keys, line_topic_feature_keys(text, spans.tolist())):
+        for row, extra in zip(keys, line_topic_feature_keys(text, spans)):
             row += extra
     if clusters is not None:
-        for row, extra in zip(keys, line_cluster_keys(text, spans.tolist(), *clusters)):
+        for row, extra in zip(keys, line_cluster_keys(text, spans, *clusters)):
             row += extra
     if repeats is not None:
         if len(repeats) != len(keys):
             raise ValueError(f"repeats: {len(repeats)} counts for {len(keys)} lines")
         for row, extra in zip(keys, line_repeat_keys(repeats)):
             row += extra
+    return keys
+
+
+def line_feature_ids(text: str, spans: np.ndarray, buckets: int, topic: bool = False,
+                     clusters: tuple[dict[str, list[int]], int] | None = None,
+                     repeats: np.ndarray | None = None, repeat_width: bool = False,
+                     bare_words: bool = False) -> np.ndarray:
+    """Bucket ids of :func:`line_keys`, ``(n_lines, LINE_FEATURES [+ BARE_FEATURES] [+ TOPIC_FEATURES]
+    [+ CLUSTER_LINE_WORDS] [+ REPEAT_FEATURES])`` int32, 0 = padding. ``repeat_width``: the repeat
+    columns are there (padding when ``repeats`` is None: a page tagged alone)."""
+    keys = line_keys(text, spans.tolist(), topic, clusters, repeats, bare_words)
     width = (LINE_FEATURES + (BARE_FEATURES if bare_words else 0) + (TOPIC_FEATURES if topic else 0)
-             + (CLUSTER_LINE_WORDS if clusters is not None else 0) + (REPEAT_FEATURES if repeat_width or repeats is not None else 0))
+             + (CLUSTER_LINE_WORDS if clusters is not None else 0)
+             + (REPEAT_FEATURES if repeat_width or repeats is not None else 0))
     out = np.zeros((len(keys), width), dtype=np.int32)
     for i, row in enumerate(keys):
         h = np.fromiter((zlib.crc32(k.encode("utf-8", "surrogatepass")) for k in row), dtype=np.int64, count=len(row))

@@ -22,8 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import numpy as np  # noqa: E402
 
-from data.features import (line_cluster_keys, line_feature_keys, line_repeat_keys, line_repeats,  # noqa: E402
-                           line_topic_feature_keys, section_labels)
+from data.features import line_keys, line_repeats, section_labels  # noqa: E402
 from data.labels import SECTION_TAGS  # noqa: E402
 from data.schema import load_pages  # noqa: E402
 from train.metrics import section_metrics  # noqa: E402
@@ -31,14 +30,8 @@ from train.metrics import section_metrics  # noqa: E402
 
 def items(page, topic: bool, clusters: tuple | None = None, repeats=None,
           bare_words: bool = False) -> list[dict[str, float]]:
-    spans = page.lines.tolist()
-    keys = line_feature_keys(page.text, spans, bare_words)
-    if topic:
-        keys = [a + b for a, b in zip(keys, line_topic_feature_keys(page.text, spans))]
-    if clusters is not None:
-        keys = [a + b for a, b in zip(keys, line_cluster_keys(page.text, spans, *clusters))]
-    if repeats is not None:
-        keys = [a + b for a, b in zip(keys, line_repeat_keys(repeats))]
+    """The model's line keys of ``page`` (``data.features.line_keys``) as crfsuite items."""
+    keys = line_keys(page.text, page.lines.tolist(), topic, clusters, repeats, bare_words)
     return [{k: 1.0 for k in row} for row in keys]
 
 
