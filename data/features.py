@@ -122,7 +122,8 @@ class PageEncoder:
                  max_subwords_per_word: int = 32, cache_size: int = 500_000, lexical_buckets: int = 0,
                  lexical_window: int = 0, windows: str = "lines", line_buckets: int = 0,
                  word_clusters: dict[str, list[int]] | None = None, line_topic: bool = False,
-                 line_cluster_level: int | None = None, line_repeats: int = 0, line_bare_words: bool = False):
+                 line_cluster_level: int | None = None, line_repeats: int = 0, line_bare_words: bool = False,
+                 line_blocks: bool = False):
         self.tokenizer = tokenizer
         self.body = max_length - 2
         if self.body < 8:
@@ -140,6 +141,7 @@ class PageEncoder:
         self.line_buckets = line_buckets
         self.line_topic = bool(line_topic)  # + topic keys per line (line_topic_feature_keys)
         self.line_bare_words = bool(line_bare_words)  # + bare-word keys per line (line_feature_keys)
+        self.line_blocks = bool(line_blocks)  # + block keys per line (line_block_keys)
         # + repeat keys per line (line_repeat_keys) over groups of this many pages (encode_block); 0: none
         self.line_repeats = int(line_repeats or 0)
         if self.line_repeats < 0:
@@ -183,6 +185,7 @@ class PageEncoder:
                    line_buckets=getattr(config, "line_buckets", 0),
                    line_topic=getattr(config, "line_topic", False),
                    line_bare_words=getattr(config, "line_bare_words", False),
+                   line_blocks=getattr(config, "line_blocks", False),
                    line_repeats=getattr(config, "line_repeats", 0), **kwargs)
 
     @classmethod
@@ -258,7 +261,7 @@ class PageEncoder:
                 text, page.lines, self.line_buckets, self.line_topic,
                 (self.word_clusters, self.line_cluster_level) if self.line_cluster_level is not None else None,
                 repeats if self.line_repeats else None, repeat_width=bool(self.line_repeats),
-                bare_words=self.line_bare_words)
+                bare_words=self.line_bare_words, blocks=self.line_blocks)
         if ner_tags is not None:
             feat["ner_labels"] = ner_labels(page, ner_tags)
             feat["section_labels"] = section_labels(page)
@@ -652,6 +655,64 @@ def line_topic_feature_keys(text: str, spans: list) -> list[list[str]]:
     return out
 
 
+# -- block keys: where a line sits among the page's runs of prose ---------------------------------
+# An article's body is, as a rule, the page's largest run of prose lines; a teaser's paragraphs are a
+# smaller run, after it, under a short header line ("إقرأ أيضاً:"), whatever the header's wording.
+
+BLOCK_PROSE_WORDS = 8   # a line of this many words or more is prose
+BLOCK_HEADER_WORDS = 4  # a line of this many words or fewer may head the lines below it
+BLOCK_HEADER_REACH = 8  # ... up to this many lines below it
+BLOCK_FEATURES = 7      # keys per line, at most
+
+
+def line_block_keys(text: str, spans: list) -> list[list[str]]:
+    """Block keys of each line. Runs of consecutive prose lines (:data:`BLOCK_PROSE_WORDS`; blank lines
+    do not break a run) are ranked by words: ``brank`` the rank of the line's run (0: the largest, ties
+    to the earlier; capped at 2), ``bn`` the run's length and ``bi`` the line's place in it (``brun=none``
+    for a line outside every run); ``brel`` whether the line is before, within or after the largest run;
+    and the nearest short line (:data:`BLOCK_HEADER_WORDS`) at most :data:`BLOCK_HEADER_REACH` lines
+    above: ``hdr0`` / ``hdrl`` the bare letters (:func:`_bare`) of its first and last words and ``hdrd``
+    how far up it is (``hdr=none`` if there is none)."""
+    n = len(spans)
+    words = [text[s:e].split() for s, e in spans]
+    count = [len(w) for w in words]
+    run_of = [-1] * n
+    runs: list[list[int]] = []
+    for i in range(n):
+        if count[i] >= BLOCK_PROSE_WORDS:
+            if i and run_of[i - 1] >= 0:
+                runs[-1].append(i)
+            else:
+                runs.append([i])
+            run_of[i] = len(runs) - 1
+    mass = [sum(count[j] for j in r) for r in runs]
+    order = sorted(range(len(runs)), key=lambda r: (-mass[r], runs[r][0]))
+    rank = {r: k for k, r in enumerate(order)}
+    main = runs[order[0]] if runs else None
+    out = []
+    header = -1  # the last short line seen
+    for i in range(n):
+        r = run_of[i]
+        if r < 0:
+            row = ["brun=none"]
+        else:
+            row = [f"brank={min(rank[r], 2)}", f"bn={_bin(len(runs[r]), (1, 2, 3, 5, 8))}",
+                   f"bi={min(i - runs[r][0], 3)}"]
+        if main is None:
+            row.append("brel=none")
+        else:
+            row.append("brel=" + ("before" if i < main[0] else "after" if i > main[-1] else "in"))
+        if header >= 0 and i - header <= BLOCK_HEADER_REACH:
+            hw = [normalize(w) for w in words[header]]
+            row += [f"hdr0={_bare(hw[0])}", f"hdrl={_bare(hw[-1])}", f"hdrd={_bin(i - header, (1, 2, 4))}"]
+        else:
+            row.append("hdr=none")
+        if 0 < count[i] <= BLOCK_HEADER_WORDS:
+            header = i
+        out.append(row)
+    return out
+
+
 CLUSTER_LINE_WORDS = 8  # lines of this many words or fewer get their words' clusters as keys
 
 
@@ -736,14 +797,17 @@ def line_repeat_keys(repeats: np.ndarray) -> list[list[str]]:
 
 
 def line_keys(text: str, spans: list, topic: bool = False, clusters: tuple[dict[str, list[int]], int] | None = None,
-              repeats: np.ndarray | None = None, bare_words: bool = False) -> list[list[str]]:
+              repeats: np.ndarray | None = None, bare_words: bool = False, blocks: bool = False) -> list[list[str]]:
     """Every key of each line: :func:`line_feature_keys` (``bare_words``: with the bare-word keys), with
-    ``topic`` :func:`line_topic_feature_keys`, with ``clusters`` = (word -> cluster ids, level)
-    :func:`line_cluster_keys`, with ``repeats`` :func:`line_repeat_keys`. What the model hashes
-    (:func:`line_feature_ids`) and what ``scripts/line_crf_probe.py`` fits."""
+    ``topic`` :func:`line_topic_feature_keys`, with ``blocks`` :func:`line_block_keys`, with ``clusters`` =
+    (word -> cluster ids, level) :func:`line_cluster_keys`, with ``repeats`` :func:`line_repeat_keys`. What
+    the model hashes (:func:`line_feature_ids`) and what ``scripts/line_crf_probe.py`` fits."""
     keys = line_feature_keys(text, spans, bare_words)
     if topic:
         for row, extra in zip(keys, line_topic_feature_keys(text, spans)):
+            row += extra
+    if blocks:
+        for row, extra in zip(keys, line_block_keys(text, spans)):
             row += extra
     if clusters is not None:
         for row, extra in zip(keys, line_cluster_keys(text, spans, *clusters)):
@@ -759,12 +823,13 @@ def line_keys(text: str, spans: list, topic: bool = False, clusters: tuple[dict[
 def line_feature_ids(text: str, spans: np.ndarray, buckets: int, topic: bool = False,
                      clusters: tuple[dict[str, list[int]], int] | None = None,
                      repeats: np.ndarray | None = None, repeat_width: bool = False,
-                     bare_words: bool = False) -> np.ndarray:
+                     bare_words: bool = False, blocks: bool = False) -> np.ndarray:
     """Bucket ids of :func:`line_keys`, ``(n_lines, LINE_FEATURES [+ BARE_FEATURES] [+ TOPIC_FEATURES]
-    [+ CLUSTER_LINE_WORDS] [+ REPEAT_FEATURES])`` int32, 0 = padding. ``repeat_width``: the repeat
-    columns are there (padding when ``repeats`` is None: a page tagged alone)."""
-    keys = line_keys(text, spans.tolist(), topic, clusters, repeats, bare_words)
+    [+ BLOCK_FEATURES] [+ CLUSTER_LINE_WORDS] [+ REPEAT_FEATURES])`` int32, 0 = padding. ``repeat_width``:
+    the repeat columns are there (padding when ``repeats`` is None: a page tagged alone)."""
+    keys = line_keys(text, spans.tolist(), topic, clusters, repeats, bare_words, blocks)
     width = (LINE_FEATURES + (BARE_FEATURES if bare_words else 0) + (TOPIC_FEATURES if topic else 0)
+             + (BLOCK_FEATURES if blocks else 0)
              + (CLUSTER_LINE_WORDS if clusters is not None else 0)
              + (REPEAT_FEATURES if repeat_width or repeats is not None else 0))
     out = np.zeros((len(keys), width), dtype=np.int32)

@@ -75,7 +75,7 @@ class JointConfig(PreTrainedConfig):
                  lexical_clusters: list[int] | None = None, line_topic: bool = False,
                  section_once: list[str] | None = None, line_clusters: int = 0, ner_outside_bias: float = 0.0,
                  section_label_bias: dict[str, float] | None = None, line_repeats: int = 0,
-                 line_bare_words: bool = False, **kwargs):
+                 line_bare_words: bool = False, line_blocks: bool = False, **kwargs):
         if line_pooling not in LINE_POOLINGS:
             raise ValueError(f"line_pooling {line_pooling!r}: use one of {', '.join(LINE_POOLINGS)}")
         if isinstance(encoder, PreTrainedConfig):
@@ -109,6 +109,9 @@ class JointConfig(PreTrainedConfig):
         # The letters of each line's first two and last words, brackets and punctuation off, among its line
         # features (data.features._bare): `[واس]` is keyed as `(واس)` is.
         self.line_bare_words = bool(line_bare_words)
+        # Where each line sits among the page's runs of prose, and the short line above it that may head
+        # it (data.features.line_block_keys): a teaser's paragraphs under "إقرأ أيضاً:", after the body.
+        self.line_blocks = bool(line_blocks)
         # The clusters (this size, one of lexical_clusters) of a short line's words among its line features
         # (data.features.line_cluster_keys).
         self.line_clusters = int(line_clusters or 0)

@@ -255,7 +255,7 @@ def test_topic_ids_widen_the_line_ids_and_follow_the_config(setup, tmp_path):
     assert not PageEncoder.for_model(tok, setup[0]).line_topic
 
 
-@pytest.mark.parametrize("key", ["line_topic", "line_bare_words"])
+@pytest.mark.parametrize("key", ["line_topic", "line_bare_words", "line_blocks"])
 def test_line_key_switches_need_line_buckets(tmp_path, key):
     from synthetic import tiny_config, write_pages
     from train.__main__ import ConfigError, parse
@@ -305,6 +305,52 @@ def test_bare_word_keys_tie_bracketed_and_punctuated_wordings_and_follow_the_con
     assert torch.isfinite(out.section_logits).all()
 
 
+def test_block_keys_mark_the_main_run_and_the_header_above_a_teaser(setup, tmp_path):
+    from data.features import BLOCK_FEATURES, line_block_keys
+    para = "وقال الوزير إن المشروع سيكتمل خلال العام المقبل بتكلفة كبيرة جدا وفق الخطة."
+    teaser = "وأعلنت الشركة أمس عن نتائجها المالية للربع الثالث من هذا العام بأرباح قياسية."
+    lines = ["عنوان الخبر الرئيسي", para, para, para, "المصدر: واس", "", "إقرأ أيضاً:", "", teaser, teaser,
+             "مقالات مشابهة", "• خبر أول"]
+    page = Page(id="t", text="\n".join(lines))
+    keys = [set(k) for k in line_block_keys(page.text, page.lines.tolist())]
+    assert len(keys) == len(page.lines) == 10
+    assert all(len(k) <= BLOCK_FEATURES for k in keys)
+    assert keys[0] >= {"brun=none", "brel=before", "hdr=none"}
+    assert keys[1] >= {"brank=0", "bn=2", "bi=0", "brel=in", f"hdr0={normalize('عنوان')}", "hdrd=0"}
+    assert "bi=2" in keys[3] and "brel=in" in keys[3]
+    # the teaser: the smaller run, after the body, under the short header line two lines up
+    head = {f"hdr0={_bare_of('إقرأ')}", f"hdrl={_bare_of('أيضاً:')}"}
+    assert keys[6] >= {"brank=1", "bi=0", "brel=after", "hdrd=0"} | head
+    assert keys[7] >= {"brank=1", "bi=1", "brel=after", "hdrd=1"} | head
+    assert keys[9] >= {"brun=none", "brel=after", f"hdr0={_bare_of('مقالات')}"}
+    # a page without prose or without lines
+    assert line_block_keys("قصير\nقصير", [(0, 4), (5, 9)])[1] == ["brun=none", "brel=none", f"hdr0={_bare_of('قصير')}",
+                                                                f"hdrl={_bare_of('قصير')}", "hdrd=0"]
+    assert line_block_keys("", []) == []
+    # the ids widen by BLOCK_FEATURES, and a saved model keeps the switch
+    ids = line_feature_ids(page.text, page.lines, BUCKETS, blocks=True)
+    assert ids.shape == (len(page.lines), LINE_FEATURES + BLOCK_FEATURES)
+    _, tok, _, _, _ = setup
+    cfg = load_config(RunConfig, None, ["output_dir=unused", *TINY_OVERRIDES, f"model.line_buckets={BUCKETS}",
+                                        "model.line_blocks=true"])
+    model = make_model(cfg, tok, ["LOC", "ORG", "PERS"])
+    model.save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path)
+    assert loaded.config.line_blocks is True
+    enc = PageEncoder.for_model(tok, loaded)
+    assert np.array_equal(enc.encode(page)["line_ids"], ids)
+    assert not PageEncoder.for_model(tok, setup[0]).line_blocks
+    batch = enc.collate([enc.encode(page, entity_tagset(["LOC", "ORG", "PERS"]))])
+    with torch.no_grad():
+        out = loaded(**batch)
+    assert torch.isfinite(out.section_logits).all()
+
+
+def _bare_of(word: str) -> str:
+    from data.features import _bare
+    return _bare(normalize(word))
+
+
 def test_line_crf_probe_fits_and_scores_the_model_keys(tmp_path, capsys):
     pytest.importorskip("pycrfsuite", reason="scripts/line_crf_probe.py needs sklearn-crfsuite")
     import importlib.util
@@ -328,6 +374,7 @@ def test_line_crf_probe_fits_and_scores_the_model_keys(tmp_path, capsys):
                        "--iterations", "3"]) == 0
     errs = capsys.readouterr().out  # three iterations leave mistakes: each confusion with its lines, page named
     assert any(k.startswith("a0=") for k in probe.items(pages[0], False, bare_words=True)[0])
+    assert any(k.startswith("brel=") for k in probe.items(pages[0], False, blocks=True)[0])
     import re
     m = re.search(r"^(\w+) -> (\w+): (\d+) lines\n    (\S+): ", errs, re.M)
     assert m and m.group(1) != m.group(2) and int(m.group(3)) >= 1, errs

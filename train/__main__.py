@@ -72,6 +72,8 @@ def parse(argv: list[str]) -> RunConfig:
         raise ConfigError("model.line_topic: topic keys are line features; set model.line_buckets too")
     if cfg.model.line_bare_words and not cfg.model.line_buckets:
         raise ConfigError("model.line_bare_words: bare-word keys are line features; set model.line_buckets too")
+    if cfg.model.line_blocks and not cfg.model.line_buckets:
+        raise ConfigError("model.line_blocks: block keys are line features; set model.line_buckets too")
     if cfg.model.line_repeats:
         if not cfg.model.line_buckets:
             raise ConfigError("model.line_repeats: repeat keys are line features; set model.line_buckets too")
@@ -220,6 +222,7 @@ def make_model(cfg: RunConfig, tokenizer, types: list[str], checkpoint: str | No
         head["line_tags"] = m.line_tags
         head["line_topic"] = m.line_topic
         head["line_bare_words"] = m.line_bare_words
+        head["line_blocks"] = m.line_blocks
         head["line_clusters"] = m.line_clusters
         head["line_repeats"] = m.line_repeats
     if m.lexical_buckets:

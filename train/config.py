@@ -117,6 +117,10 @@ class ModelConfig:
     line_bare_words: bool = field(default=False, metadata={
         "help": "also the letters of each line's first two and last words, brackets, quotes and punctuation off "
                 "(data.features._bare), among the line features: [واس] is keyed as (واس) is; needs model.line_buckets"})
+    line_blocks: bool = field(default=False, metadata={
+        "help": "also block keys among the line features: the rank and length of the line's run of prose lines, "
+                "whether it is before, within or after the largest run, and the bare words of the short line "
+                "above it (data.features.line_block_keys); needs model.line_buckets"})
     line_clusters: int = field(default=0, metadata={
         "help": "also the word clusters of this size (one of model.lexical_clusters) of each short line's words "
                 "among the line features (data.features.line_cluster_keys; 0: none); needs model.line_buckets"})
