@@ -243,14 +243,7 @@ def test_topic_ids_widen_the_line_ids_and_follow_the_config(setup, tmp_path):
     for row, base, k in zip(both, plain, n):
         assert np.array_equal(row[:k], base[:k]) and (row[k:k + 6] > 0).all()
     # a model trained with topic keys saves the switch, and its encoder (the Tagger's) makes them
-    _, tok, _, _, _ = setup
-    cfg = load_config(RunConfig, None, ["output_dir=unused", *TINY_OVERRIDES, f"model.line_buckets={BUCKETS}",
-                                        "model.line_topic=true"])
-    model = make_model(cfg, tok, ["LOC", "ORG", "PERS"])
-    model.save_pretrained(tmp_path)
-    loaded = AutoModel.from_pretrained(tmp_path)
-    assert loaded.config.line_topic is True
-    enc = PageEncoder.for_model(tok, loaded)
+    tok, loaded, enc = _saved_line_model(setup, tmp_path, "line_topic")
     assert enc.line_topic and enc.encode(page)["line_ids"].shape[1] == LINE_FEATURES + TOPIC_FEATURES
     assert not PageEncoder.for_model(tok, setup[0]).line_topic
 
@@ -285,14 +278,7 @@ def test_bare_word_keys_tie_bracketed_and_punctuated_wordings_and_follow_the_con
     wide = line_feature_ids(page.text, page.lines, BUCKETS, bare_words=True)
     assert wide.shape == (len(page.lines), LINE_FEATURES + BARE_FEATURES)
     assert set(ids[2][ids[2] > 0]) < set(wide[2][wide[2] > 0])
-    _, tok, _, _, _ = setup
-    cfg = load_config(RunConfig, None, ["output_dir=unused", *TINY_OVERRIDES, f"model.line_buckets={BUCKETS}",
-                                        "model.line_bare_words=true", "model.line_topic=true"])
-    model = make_model(cfg, tok, ["LOC", "ORG", "PERS"])
-    model.save_pretrained(tmp_path)
-    loaded = AutoModel.from_pretrained(tmp_path)
-    assert loaded.config.line_bare_words is True
-    enc = PageEncoder.for_model(tok, loaded)
+    tok, loaded, enc = _saved_line_model(setup, tmp_path, "line_bare_words", "line_topic")
     from data.features import TOPIC_FEATURES
     got = enc.encode(page)["line_ids"]
     assert got.shape[1] == LINE_FEATURES + BARE_FEATURES + TOPIC_FEATURES
@@ -330,20 +316,25 @@ def test_block_keys_mark_the_main_run_and_the_header_above_a_teaser(setup, tmp_p
     # the ids widen by BLOCK_FEATURES, and a saved model keeps the switch
     ids = line_feature_ids(page.text, page.lines, BUCKETS, blocks=True)
     assert ids.shape == (len(page.lines), LINE_FEATURES + BLOCK_FEATURES)
-    _, tok, _, _, _ = setup
-    cfg = load_config(RunConfig, None, ["output_dir=unused", *TINY_OVERRIDES, f"model.line_buckets={BUCKETS}",
-                                        "model.line_blocks=true"])
-    model = make_model(cfg, tok, ["LOC", "ORG", "PERS"])
-    model.save_pretrained(tmp_path)
-    loaded = AutoModel.from_pretrained(tmp_path)
-    assert loaded.config.line_blocks is True
-    enc = PageEncoder.for_model(tok, loaded)
+    tok, loaded, enc = _saved_line_model(setup, tmp_path, "line_blocks")
     assert np.array_equal(enc.encode(page)["line_ids"], ids)
     assert not PageEncoder.for_model(tok, setup[0]).line_blocks
     batch = enc.collate([enc.encode(page, entity_tagset(["LOC", "ORG", "PERS"]))])
     with torch.no_grad():
         out = loaded(**batch)
     assert torch.isfinite(out.section_logits).all()
+
+
+def _saved_line_model(setup, tmp_path, *switches):
+    """A tiny joint model with these line-key switches on, saved and loaded back (each switch checked in
+    the loaded config), with its tokenizer and its encoder (the Tagger's)."""
+    _, tok, _, _, _ = setup
+    cfg = load_config(RunConfig, None, ["output_dir=unused", *TINY_OVERRIDES, f"model.line_buckets={BUCKETS}",
+                                        *(f"model.{k}=true" for k in switches)])
+    make_model(cfg, tok, ["LOC", "ORG", "PERS"]).save_pretrained(tmp_path)
+    loaded = AutoModel.from_pretrained(tmp_path)
+    assert all(getattr(loaded.config, k) is True for k in switches)
+    return tok, loaded, PageEncoder.for_model(tok, loaded)
 
 
 def _bare_of(word: str) -> str:
