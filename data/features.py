@@ -674,8 +674,7 @@ def line_block_keys(text: str, spans: list) -> list[list[str]]:
     above: ``hdr0`` / ``hdrl`` the bare letters (:func:`_bare`) of its first and last words and ``hdrd``
     how far up it is (``hdr=none`` if there is none)."""
     n = len(spans)
-    words = [text[s:e].split() for s, e in spans]
-    count = [len(w) for w in words]
+    count = [len(text[s:e].split()) for s, e in spans]
     run_of = [-1] * n
     runs: list[list[int]] = []
     for i in range(n):
@@ -690,7 +689,7 @@ def line_block_keys(text: str, spans: list) -> list[list[str]]:
     rank = {r: k for k, r in enumerate(order)}
     main = runs[order[0]] if runs else None
     out = []
-    header = -1  # the last short line seen
+    header, head_keys = -1, []  # the last short line seen, and its keys (made once, used by the lines below)
     for i in range(n):
         r = run_of[i]
         if r < 0:
@@ -703,12 +702,12 @@ def line_block_keys(text: str, spans: list) -> list[list[str]]:
         else:
             row.append("brel=" + ("before" if i < main[0] else "after" if i > main[-1] else "in"))
         if header >= 0 and i - header <= BLOCK_HEADER_REACH:
-            hw = [normalize(w) for w in words[header]]
-            row += [f"hdr0={_bare(hw[0])}", f"hdrl={_bare(hw[-1])}", f"hdrd={_bin(i - header, (1, 2, 4))}"]
+            row += [*head_keys, f"hdrd={_bin(i - header, (1, 2, 4))}"]
         else:
             row.append("hdr=none")
         if 0 < count[i] <= BLOCK_HEADER_WORDS:
-            header = i
+            hw = text[spans[i][0]:spans[i][1]].split()
+            header, head_keys = i, [f"hdr0={_bare(normalize(hw[0]))}", f"hdrl={_bare(normalize(hw[-1]))}"]
         out.append(row)
     return out
 
