@@ -186,6 +186,8 @@ def test_entity_regions_mask_ner_loss_outside(tiny):
     ("training.streams=3", "training.streams"),
     ("training.outside_bias_grid=[0, .nan]", "training.outside_bias_grid"),
     ("training.section_bias_rounds=-1", "training.section_bias_rounds"),
+    ("training.average_checkpoints=1", "training.average_checkpoints"),
+    ("training.average_checkpoints=-2", "training.average_checkpoints"),
     ("model.lexical_tags=true", "model.lexical_tags"),  # the tiny config has no lexical features
     ("data.train.0.augment=0.5", "data.train[0].augment"),  # a pages source: only builder pages are made up
     ("data.train.0.augment=1.5", "data.train[0].augment"),
@@ -487,3 +489,82 @@ def test_biases_chosen_on_dev_are_saved_and_reproduced(data_files, tmp_path, cap
     again = dev_scores(dev, list(tagger.tag(dev)), tagger.entity_types)["flat"]
     assert again["entity_micro_f1"] == pytest.approx(f1[best], abs=1e-6)
     assert again["section_macro_f1"] == pytest.approx(history[-1], abs=1e-6)
+
+
+def test_average_weights_means_floats_and_refuses_what_cannot_be_averaged(tmp_path):
+    from safetensors.torch import save_file
+
+    from train.trainer import average_weights
+
+    a, b, c = (tmp_path / n for n in "abc")
+    for d, x, step in ((a, 1.0, 7), (b, 4.0, 7), (c, 2.0, 8)):
+        d.mkdir()
+        save_file({"w": torch.full((2, 3), x), "h": torch.tensor([x], dtype=torch.bfloat16),
+                   "n": torch.tensor([step])}, str(d / "model.safetensors"))
+    avg = average_weights([a, b])
+    assert torch.equal(avg["w"], torch.full((2, 3), 2.5)) and avg["h"].dtype == torch.bfloat16
+    assert avg["h"].item() == 2.5 and torch.equal(avg["n"], torch.tensor([7]))
+    with pytest.raises(ValueError, match="n: a non-float tensor"):
+        average_weights([a, c])
+    save_file({"w": torch.zeros(2, 3)}, str(c / "model.safetensors"))
+    with pytest.raises(ValueError, match="keys differ"):
+        average_weights([a, c])
+
+
+@pytest.mark.parametrize("boost", [False, True])
+def test_checkpoint_averaging_scores_each_average_on_dev_and_saves_the_winner(boost, data_files, tmp_path, capsys,
+                                                                              monkeypatch):
+    """training.average_checkpoints: the averages of the last 2..N epoch checkpoints are each scored on
+    dev; the saved model is the best of them and the kept epoch, weight for weight, and tags dev to the
+    final dev scores. ``boost``: the dev score of the first average (the 4th dev pass) is raised, so that
+    it must win."""
+    from safetensors.torch import load_file
+
+    from train.trainer import JointTrainer, average_weights, complete_checkpoints
+
+    if boost:
+        calls, real = [], JointTrainer._dev_scores
+
+        def boosted(self, pages):
+            scores, passes = real(self, pages)
+            calls.append(1)
+            if len(calls) == 4:  # 3 epochs, then the average of the last 2
+                scores["flat"]["combined_f1"] += 0.5
+            return scores, passes
+
+        monkeypatch.setattr(JointTrainer, "_dev_scores", boosted)
+    cfg = tiny_config(tmp_path, *data_files)
+    out = tmp_path / "model"
+    assert main([str(cfg), *TINY_OVERRIDES, "training.num_train_epochs=3", "training.average_checkpoints=3",
+                 "training.save_total_limit=1"]) == 0  # raised to 4: every epoch's checkpoint kept
+    err = capsys.readouterr().err
+    assert "checkpoint averaging on dev (eval_combined_f1): kept epoch " in err and "last 3: " in err, err
+    folders = complete_checkpoints(out)
+    assert len(folders) == 3
+    metrics = json.loads((out / "metrics.json").read_text())
+    train = metrics["train"]
+    scores = {int(k): v for k, v in train["average_checkpoints_dev"].items()}
+    assert sorted(scores) == [2, 3]
+    kept_epoch = train["average_checkpoints_kept_epoch_dev"]
+    assert kept_epoch == train["best_metric"]
+    saved = load_file(str(out / "model.safetensors"))
+    if train["averaged_checkpoints"]:
+        k = len(train["averaged_checkpoints"])
+        assert train["averaged_checkpoints"] == [f.name for f in folders[-k:]]
+        assert scores[k] == max(scores.values()) > kept_epoch
+        assert k == 2 or not boost
+        expected = average_weights(folders[-k:])
+        assert "kept the average of " + ", ".join(train["averaged_checkpoints"]) in err
+    else:
+        assert not boost and max(scores.values()) <= kept_epoch and "; kept the epoch" in err
+        expected = load_file(str(Path(train["best_checkpoint"]) / "model.safetensors"))
+    assert saved.keys() == expected.keys() and all(torch.equal(saved[n], expected[n]) for n in saved)
+    if boost:  # an average is not any one epoch's weights
+        assert all(any(not torch.equal(saved[n], w[n]) for n in saved)
+                   for w in (load_file(str(f / "model.safetensors")) for f in folders))
+    dev = [_page(json.loads(line)) for line in data_files[1].read_text().splitlines() if line.strip()]
+    tagger = Tagger.from_pretrained(out, device="cpu")
+    again = dev_scores(dev, list(tagger.tag(dev)), tagger.entity_types)["flat"]
+    assert again["combined_f1"] == pytest.approx(metrics["dev"]["combined_f1"], abs=1e-6)
+    if not boost:
+        assert again["combined_f1"] == pytest.approx(max(kept_epoch, *scores.values()), abs=1e-6)

@@ -28,7 +28,6 @@ from pathlib import Path
 import torch
 import yaml
 from transformers import AutoTokenizer, BertConfig, TrainingArguments, set_seed
-from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from data.features import PageEncoder
 from data.labels import entity_tagset
@@ -38,7 +37,7 @@ from train.config import ConfigError, RunConfig, check_paths, help_text, load_co
 from train.data import (DataError, PageDataset, dev_pages, entity_types, mix, source_repeats, training_sources,
                         vocabulary_texts)
 from train.report import write_json, write_model_card, write_report, write_text
-from train.trainer import JointTrainer, dev_scores, precision_flags, stream_count
+from train.trainer import JointTrainer, complete_checkpoints, dev_scores, precision_flags, stream_count
 
 USAGE = "usage: python -m train CONFIG.yaml [key=value ...]"
 
@@ -110,6 +109,9 @@ def parse(argv: list[str]) -> RunConfig:
     if t.lexical_tags_folds > 1 and not (cfg.model.lexical_tags and t.lexical_tags_fit == "crf"):
         raise ConfigError("training.lexical_tags_folds: out-of-fold scores are made by the CRF fit; set "
                           "model.lexical_tags: true and training.lexical_tags_fit: crf")
+    if t.average_checkpoints < 0 or t.average_checkpoints == 1:
+        raise ConfigError(f"training.average_checkpoints: {t.average_checkpoints} must be 0 (off) or 2 or more "
+                          "(the number of last epoch checkpoints to average)")
     if t.section_bias_rounds < 0:
         raise ConfigError(f"training.section_bias_rounds: {t.section_bias_rounds} must be 0 or more")
     for b in t.outside_bias_grid or []:
@@ -141,6 +143,18 @@ def describe_calibration(chosen: dict) -> str:
     return "\n".join(lines) or "calibration: the dev pages have neither entities nor sections; nothing chosen"
 
 
+def describe_averaging(result: dict) -> str:
+    """One line on what ``JointTrainer.average_checkpoints`` measured and kept."""
+    scores = result.get("average_checkpoints_dev") or {}
+    if not scores:
+        return "checkpoint averaging: fewer than 2 epoch checkpoints; the kept epoch stays"
+    metric = result["average_checkpoints_metric"]
+    kept = result["averaged_checkpoints"]
+    return (f"checkpoint averaging on dev ({metric}): kept epoch {100 * result['average_checkpoints_kept_epoch_dev']:.2f}, "
+            + ", ".join(f"last {k}: {100 * v:.2f}" for k, v in scores.items())
+            + (f"; kept the average of {', '.join(kept)}" if kept else "; kept the epoch"))
+
+
 def check_best_metric(name: str, dev) -> None:
     """The best-model metric must be one that the dev pages can produce (else the Trainer would
     fail only after the first epoch)."""
@@ -167,7 +181,9 @@ def training_arguments(cfg: RunConfig) -> TrainingArguments:
         lr_scheduler_type=t.lr_scheduler_type, per_device_train_batch_size=t.per_device_train_batch_size,
         gradient_accumulation_steps=t.gradient_accumulation_steps, seed=t.seed,
         eval_strategy="epoch", save_strategy="epoch", load_best_model_at_end=True,
-        metric_for_best_model=t.metric_for_best_model, greater_is_better=True, save_total_limit=t.save_total_limit,
+        metric_for_best_model=t.metric_for_best_model, greater_is_better=True,
+        save_total_limit=(max(t.save_total_limit, t.average_checkpoints + 1)
+                          if t.average_checkpoints and t.save_total_limit is not None else t.save_total_limit),
         logging_steps=t.logging_steps, logging_first_step=True, report_to=report_to,
         dataloader_num_workers=t.dataloader_num_workers, dataloader_pin_memory=torch.cuda.is_available(),
         train_sampling_strategy="group_by_length" if t.group_by_length else "random",
@@ -292,18 +308,10 @@ def describe_sources(cfg: RunConfig, n_train: int, n_dev: int) -> str:
 
 
 def last_complete_checkpoint(out: Path) -> str | None:
-    """The newest checkpoint that Trainer finished saving. Trainer writes ``trainer_state.json`` last,
-    so a folder that a kill interrupted mid-save (config.json, maybe part of the weights) is skipped
-    instead of failing the resume."""
-    done = []
-    for p in out.glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
-        step = p.name[len(PREFIX_CHECKPOINT_DIR) + 1:]
-        try:
-            if step.isdigit() and json.loads((p / "trainer_state.json").read_text(encoding="utf-8")):
-                done.append((int(step), p))
-        except (OSError, ValueError):
-            continue
-    return str(max(done)[1]) if done else None
+    """The newest checkpoint that Trainer finished saving (a folder that a kill interrupted mid-save,
+    config.json and maybe part of the weights, is skipped instead of failing the resume)."""
+    done = complete_checkpoints(out)
+    return str(done[-1]) if done else None
 
 
 def publish(tmp: Path, out: Path) -> None:
@@ -452,6 +460,10 @@ def main(argv: list[str] | None = None) -> int:
     summary = {**result.metrics, "global_step": trainer.state.global_step,
                "best_checkpoint": trainer.state.best_model_checkpoint, "best_metric": trainer.state.best_metric,
                "input_tokens_seen": tokens, "train_tokens_per_second": round(tokens / runtime, 1) if runtime else None}
+    if cfg.training.average_checkpoints:
+        averaged = trainer.average_checkpoints(cfg.training.average_checkpoints)
+        summary.update(averaged)
+        print(describe_averaging(averaged), file=sys.stderr)
     if cfg.training.outside_bias_grid or cfg.training.section_bias_rounds > 0:
         chosen = trainer.calibrate(cfg.training.outside_bias_grid, cfg.training.section_bias_rounds)
         summary.update(chosen)

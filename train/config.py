@@ -187,6 +187,10 @@ class TrainingConfig:
                 "section decoding) chosen on the dev pages by this many rounds of coordinate ascent on section "
                 "macro-F1 (steps -1, -0.5, +0.5, +1 per label), saved as the model config's section_label_bias. "
                 "0: none"})
+    average_checkpoints: int = field(default=0, metadata={
+        "help": "after training, before the biases: the weights of the last 2, 3, ... N epoch checkpoints averaged, "
+                "each average scored on dev like an epoch (metric_for_best_model, no biases) and kept instead of "
+                "the best epoch where it scores higher; save_total_limit is raised to N + 1 where lower. 0: off"})
     save_total_limit: int | None = field(default=2, metadata={"help": "checkpoints kept (best and last)"})
     logging_steps: int = field(default=10, metadata={"help": "log every N steps"})
     seed: int = field(default=42, metadata={"help": "random seed"})

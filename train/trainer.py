@@ -7,12 +7,16 @@ every rank sees the same metrics and picks the same best checkpoint.
 """
 from __future__ import annotations
 
+import json
 import time
+from pathlib import Path
 from typing import Sequence
 
 import torch
+from safetensors.torch import load_file
 from transformers import Trainer
 from transformers.trainer_pt_utils import LengthGroupedSampler
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 
 from data.features import split_batch
 from data.schema import Page
@@ -131,6 +135,42 @@ def apply_calibration(config, tagger: Tagger, outputs, outside_bias_grid: Sequen
         config.section_label_bias = bias or None
         done.update(section_label_bias=bias, section_bias_dev_macro_f1=[round(v, 6) for v in history])
     return done
+
+
+def complete_checkpoints(out: str | Path) -> list[Path]:
+    """The checkpoint folders in ``out`` that Trainer finished saving, oldest first. Trainer writes
+    ``trainer_state.json`` last, so a folder that a kill interrupted mid-save is left out."""
+    done = []
+    for p in Path(out).glob(f"{PREFIX_CHECKPOINT_DIR}-*"):
+        step = p.name[len(PREFIX_CHECKPOINT_DIR) + 1:]
+        try:
+            if step.isdigit() and json.loads((p / "trainer_state.json").read_text(encoding="utf-8")):
+                done.append((int(step), p))
+        except (OSError, ValueError):
+            continue
+    return [p for _, p in sorted(done)]
+
+
+def average_weights(folders: Sequence[str | Path]) -> dict[str, torch.Tensor]:
+    """The mean of the weights saved in ``folders`` (each a ``model.safetensors``): floating-point tensors
+    averaged (in float64, then back to their dtype), any other tensor the same in every folder."""
+    if not folders:
+        raise ValueError("no checkpoint to average")
+    states = [load_file(str(Path(f) / "model.safetensors")) for f in folders]
+    keys = set(states[0])
+    for f, sd in zip(folders[1:], states[1:]):
+        if set(sd) != keys:
+            raise ValueError(f"{f}: its weights are not those of {folders[0]} (keys differ: "
+                             f"{sorted(keys ^ set(sd))[:3]})")
+    out = {}
+    for k, v in states[0].items():
+        if v.is_floating_point():
+            out[k] = (sum(sd[k].double() for sd in states) / len(states)).to(v.dtype)
+        elif all(torch.equal(sd[k], v) for sd in states):
+            out[k] = v
+        else:
+            raise ValueError(f"{k}: a non-float tensor that differs between checkpoints; it cannot be averaged")
+    return out
 
 
 class EpochSeededLengthSampler(LengthGroupedSampler):
@@ -280,20 +320,64 @@ class JointTrainer(Trainer):
         tagger, outputs = self._run_tagger(lambda t: (t, model_outputs(t, pages)), outside_bias=0.0, section_bias={})
         return apply_calibration(tagger.model.config, tagger, outputs, outside_bias_grid, section_bias_rounds)
 
-    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
-        pages = list(eval_dataset if eval_dataset is not None else self.eval_dataset)
-        start = time.time()
-
+    def _dev_scores(self, pages: Sequence[Page]) -> tuple[dict, int]:
+        """:func:`dev_scores` of the model as it is now over ``pages``, and how many passes it made."""
         def work(tagger):  # a model with repeat keys: its dev pages in blocks and each alone, as calibration does
             outputs = model_outputs(tagger, pages)
             return [p for block, _ in outputs for p in block], decode_all(tagger, outputs)
 
         scored, records = self._run_tagger(work)
         scores = dev_scores(scored, records, self.accelerator.unwrap_model(self.model).config.entity_types)
+        return scores, len(scored) // max(1, len(pages))
+
+    def average_checkpoints(self, last: int) -> dict:
+        """After training: the weights of the last 2, 3, ... ``last`` epoch checkpoints of the output folder
+        averaged (:func:`average_weights`), each average scored on the dev pages by ``metric_for_best_model``
+        as every epoch was (no biases), and the model left with the best of these and of the epoch that
+        training kept (an average only where it scores strictly higher). Returns what was measured; nothing
+        is logged to the training history."""
+        folders = complete_checkpoints(self.args.output_dir)[-last:]
+        name = self.args.metric_for_best_model
+        key = name[len("eval_"):] if name.startswith("eval_") else name
+        kept = self.state.best_metric
+        result = {"average_checkpoints_dev": {}, "averaged_checkpoints": []}
+        if len(folders) < 2 or kept is None:
+            return result
+        model = self.accelerator.unwrap_model(self.model)
+        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        pages = list(self.eval_dataset)
+        best, best_value = None, kept
+        for k in range(2, len(folders) + 1):
+            self._load_weights(model, average_weights(folders[-k:]))
+            value = round(self._dev_scores(pages)[0]["flat"][key], 6)  # as each epoch's logged metric
+            result["average_checkpoints_dev"][k] = value
+            if value > best_value:
+                best, best_value = k, value
+        if best is None:
+            model.load_state_dict(best_state)
+        else:
+            if best != len(folders):
+                self._load_weights(model, average_weights(folders[-best:]))
+            result["averaged_checkpoints"] = [f.name for f in folders[-best:]]
+        result["average_checkpoints_metric"] = name
+        result["average_checkpoints_kept_epoch_dev"] = kept
+        return result
+
+    @staticmethod
+    def _load_weights(model, state: dict[str, torch.Tensor]) -> None:
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        if unexpected or missing:
+            raise ValueError(f"the checkpoint weights do not fit the model: missing {missing[:3]}, "
+                             f"unexpected {unexpected[:3]}")
+
+    def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
+        pages = list(eval_dataset if eval_dataset is not None else self.eval_dataset)
+        start = time.time()
+        scores, passes = self._dev_scores(pages)
         self.last_eval = scores
         runtime = time.time() - start
         metrics = {f"{metric_key_prefix}_{k}": round(v, 6) for k, v in scores["flat"].items()}
-        metrics[f"{metric_key_prefix}_passes"] = len(scored) // max(1, len(pages))  # 2: in blocks and alone
+        metrics[f"{metric_key_prefix}_passes"] = passes  # 2: in blocks and alone
         metrics[f"{metric_key_prefix}_runtime"] = round(runtime, 3)
         metrics[f"{metric_key_prefix}_pages_per_second"] = round(len(pages) / max(runtime, 1e-9), 3)
         self.log(metrics)
