@@ -344,31 +344,23 @@ class JointTrainer(Trainer):
         if len(folders) < 2 or kept is None:
             return result
         model = self.accelerator.unwrap_model(self.model)
-        best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        chosen = {k: v.detach().clone() for k, v in model.state_dict().items()}  # the kept epoch
         pages = list(self.eval_dataset)
         best, best_value = None, kept
         for k in range(2, len(folders) + 1):
-            self._load_weights(model, average_weights(folders[-k:]))
+            weights = average_weights(folders[-k:])
+            model.load_state_dict(weights)
             value = round(self._dev_scores(pages)[0]["flat"][key], 6)  # as each epoch's logged metric
             result["average_checkpoints_dev"][k] = value
             if value > best_value:
-                best, best_value = k, value
-        if best is None:
-            model.load_state_dict(best_state)
-        else:
-            if best != len(folders):
-                self._load_weights(model, average_weights(folders[-best:]))
+                best, best_value, chosen = k, value, weights
+        if best != len(folders):  # the model holds the last average tried
+            model.load_state_dict(chosen)
+        if best is not None:
             result["averaged_checkpoints"] = [f.name for f in folders[-best:]]
         result["average_checkpoints_metric"] = name
         result["average_checkpoints_kept_epoch_dev"] = kept
         return result
-
-    @staticmethod
-    def _load_weights(model, state: dict[str, torch.Tensor]) -> None:
-        missing, unexpected = model.load_state_dict(state, strict=False)
-        if unexpected or missing:
-            raise ValueError(f"the checkpoint weights do not fit the model: missing {missing[:3]}, "
-                             f"unexpected {unexpected[:3]}")
 
     def evaluate(self, eval_dataset=None, ignore_keys=None, metric_key_prefix: str = "eval") -> dict[str, float]:
         pages = list(eval_dataset if eval_dataset is not None else self.eval_dataset)
