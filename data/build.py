@@ -33,6 +33,35 @@ SPLITS = ("train", "dev", "test")
 _SENTENCE_END = re.compile(r"(?<=[.!؟?])\s+")
 
 
+# Lines that news sites keep inside an article's text but that are not its body (design: a byline is
+# author, place, date, time). Near the top: "فايز الحسيكي – عين اليوم", "الرياض - واس", "محمود وهبي ـ جدة"
+# (two short parts around a spaced dash) and the wire dateline "جدة 25 شوال 1436 هـ الموافق 10 أغسطس
+# 2015 م واس". At the end: the wire's "// انتهى //" (an end mark: furniture) and its "17:54 ت م" time.
+_NOT_IN_LEAD = r"[^.!؟?:\"«»()*\d\n]"
+_LEAD_BYLINE = re.compile(rf"^{_NOT_IN_LEAD}{{2,40}}\s+[-–—ـ]+\s+{_NOT_IN_LEAD}{{2,40}}$")
+_WIRE_DATELINE = re.compile(r"\d\s*هـ?\s*الموافق\s.*\d\s*م\s*(واس)?\s*$")
+_WIRE_TIME = re.compile(r"^\d{1,2}:\d{2}\s*ت\s*م$")
+_WIRE_END = re.compile(r"^//\s*انتهى\s*//$")
+
+
+def news_paragraph_labels(paras: list[str]) -> list[str]:
+    """The section of each paragraph of a news text: ``byline`` for a dateline or author line among
+    the first two paragraphs and a wire time line among the last two, ``boilerplate`` for a wire end
+    mark among the last two, ``body`` for the rest."""
+    labels = ["body"] * len(paras)
+    for i, p in enumerate(paras[:2]):
+        if (_LEAD_BYLINE.match(p) and len(p.split()) <= 8) or (_WIRE_DATELINE.search(p) and len(p) < 100):
+            labels[i] = "byline"
+    for i in range(max(0, len(paras) - 2), len(paras)):
+        if _WIRE_TIME.match(paras[i]):
+            labels[i] = "byline"
+        elif _WIRE_END.match(paras[i]):
+            labels[i] = "boilerplate"
+    if "body" not in labels:
+        return ["body"] * len(paras)  # nothing left to be the body: keep the text as it is
+    return labels
+
+
 def news_article(a: dict, k: int, max_paragraphs: int = 15, max_chars: int = 700) -> Article | None:
     """A SaudiNewsNet article as page material; very long paragraphs are cut at sentence ends."""
     paras: list[str] = []
@@ -52,7 +81,8 @@ def news_article(a: dict, k: int, max_paragraphs: int = 15, max_chars: int = 700
     if not paras or not title:
         return None
     return Article(id=f"{a['source'] or 'news'}-{k}", title=title, paragraphs=paras[:max_paragraphs],
-                   author=" ".join(a["author"].split()), meta={"url": a["url"]})
+                   para_labels=news_paragraph_labels(paras)[:max_paragraphs], author=" ".join(a["author"].split()),
+                   meta={"url": a["url"]})
 
 
 def conll_article(doc: ConllDocument, rng: random.Random, title: str | None = None) -> Article:

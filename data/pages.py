@@ -30,6 +30,7 @@ class Article:
     paragraphs: list[str]
     para_entities: list[list[Span]] | None = None  # None: paragraphs not annotated
     title_entities: list[Span] | None = None
+    para_labels: list[str] | None = None  # a paragraph's section where it is not body (a wire dateline)
     author: str = ""
     annotate: str = "none"  # "none" | "body" | "all"
     meta: dict = field(default_factory=dict)
@@ -157,9 +158,10 @@ def _body_blocks(a: Article, other: list[Article], f: Furniture, t: Template) ->
     cuts = []
     if len(paras) >= 3 and other and f.rng.random() < t.inline:
         cuts = sorted(f.rng.sample(range(1, len(paras)), k=min(len(paras) - 1, f.rng.choice((1, 1, 2)))))
+    labels = a.para_labels or ["body"] * len(paras)
     blocks, prev = [], 0
     for c in cuts + [len(paras)]:
-        blocks.append(Block("body", paras[prev:c], main_body=True))
+        blocks += _runs(paras[prev:c], labels[prev:c])
         if c < len(paras):
             teaser = f.rng.choice(other)
             prefix = f.wording("inline_prefix")
@@ -167,6 +169,18 @@ def _body_blocks(a: Article, other: list[Article], f: Furniture, t: Template) ->
                                                   {"t": _title_piece(teaser)})))
         prev = c
     return blocks
+
+
+def _runs(paras: list[Piece], labels: list[str]) -> list[Block]:
+    """Body paragraphs as blocks of one label each: a run of body, or a byline or end line of the
+    article's own text (``Article.para_labels``)."""
+    out: list[Block] = []
+    for p, lab in zip(paras, labels):
+        if out and out[-1].label == lab:
+            out[-1].lines.append(p)
+        else:
+            out.append(Block(lab, [p], main_body=lab == "body"))
+    return out
 
 
 def _read_also(other: list[Article], f: Furniture, t: Template) -> Block:

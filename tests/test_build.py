@@ -236,3 +236,46 @@ def test_augment_makes_up_train_wordings_only(built):
     assert {w for p in res["train"] for w in p.meta["furniture"]} - listed
     for split in ("dev", "test"):
         assert {w for p in res[split] for w in p.meta["furniture"]} <= listed, split
+
+
+@pytest.mark.parametrize("paras, want", [
+    (["فايز الحسيكي – عين اليوم", "أعلنت الوزارة اليوم عن خطة جديدة.", "وقال الوزير إن الخطة تبدأ غدا."],
+     ["byline", "body", "body"]),
+    (["محمود وهبي ـ جدة", "الرياض - واس", "نص الخبر هنا."], ["byline", "byline", "body"]),
+    (["جدة 25 شوال 1436 هـ الموافق 10 أغسطس 2015 م واس", "نص الخبر.", "// انتهى //", "17:54 ت م"],
+     ["byline", "body", "boilerplate", "byline"]),
+    # not a byline: a sentence, digits, a colon, too many words, a dash inside a word, or past the second line
+    (["أكد الوزير أن المشروع - وهو الأول - سيبدأ غدا.", "نثريات الخميس - 24", "نص."], ["body", "body", "body"]),
+    (["صدر أمس أمر ملكي فيما يلي نصه:", "نص الخبر.", "نص آخر."], ["body", "body", "body"]),
+    (["قال مدير عام الشركة في المنطقة الشرقية اليوم - في تصريح له لوسائل الإعلام", "نص."], ["body", "body"]),
+    (["نص أول.", "نص ثان.", "فايز الحسيكي – عين اليوم", "نص رابع."], ["body"] * 4),
+    (["الرياض - واس"], ["body"]),  # nothing else to be the body: kept as it is
+])
+def test_news_paragraph_labels(paras, want):
+    from data.build import news_paragraph_labels
+    assert news_paragraph_labels(paras) == want
+
+
+def test_news_bylines_become_byline_sections_and_the_text_is_unchanged():
+    """A SaudiNewsNet text's dateline and wire end lines get their own sections, in place; the page
+    text is the same as with every paragraph labelled body."""
+    from data.build import news_article
+    from data.templates import templates
+    art = {"source": "was", "url": "u", "date_extracted": "2015-08-01", "title": "عنوان الخبر هنا", "author": "",
+           "content": "جدة 25 شوال 1436 هـ الموافق 10 أغسطس 2015 م واس\nأعلنت الوزارة اليوم خطة.\n"
+                      "وقال الوزير إن الخطة تبدأ غدا.\n// انتهى //\n17:54 ت م"}
+    a = news_article(art, 0)
+    assert a.para_labels == ["byline", "body", "body", "boilerplate", "byline"]
+    plain = news_article(art, 0)
+    plain.para_labels = None
+    others = _articles(5)
+    for seed in range(12):
+        tpl = templates("train")[seed % len(templates("train"))]
+        p = build_pages([a], others, random.Random(seed), template_set=(tpl,))[0]
+        q = build_pages([plain], others, random.Random(seed), template_set=(tpl,))[0]
+        assert p.text == q.text
+        lab = {p.text[s.start:s.end]: s.label for s in p.sections}
+        assert lab.get("جدة 25 شوال 1436 هـ الموافق 10 أغسطس 2015 م واس") == "byline"
+        assert lab.get("// انتهى //") == "boilerplate" and lab.get("17:54 ت م") == "byline"
+        body = [p.text[s.start:s.end] for s in p.sections if s.label == "body"]
+        assert any("أعلنت الوزارة" in b for b in body) and not any("واس" in b or "انتهى" in b for b in body)
