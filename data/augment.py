@@ -4,11 +4,13 @@ line looks like rather than the few dozen literal wordings of ``data.templates``
 A wording of a kind is composed from parts (a verb, an adverb, a punctuation mark, a decoration, a
 bullet drawn from whole Unicode symbol blocks, a platform name, a byline's slots). Kinds: the headers,
 prefixes, bullets, source, tag, ad, share, comment, copyright and navigation lines, and bylines.
-Whatever is composed, no wording of the held-out half comes out: a candidate whose letters equal a
-held-out wording's letters (after folding alef forms, taa marbuta, alef maqsura, diacritics and Latin
-case), that uses a content word which only held-out wordings of its kind use (``_HELD_OUT_WORDS``:
-يوتيوب, قناتنا or الرابط for share lines), or a symbol that a held-out wording uses as its bullet or
-prefix, is drawn again. So the held-out-template pages still measure generalisation.
+Whatever is composed, no wording of the held-out half comes out, in any role: a candidate whose letters
+equal a held-out wording's letters, of any kind (after folding alef forms, taa marbuta, alef maqsura,
+diacritics and Latin case), that uses a content word which only held-out wordings of its kind use
+(``_HELD_OUT_WORDS``: يوتيوب, قناتنا or الرابط for share lines) or which only held-out wordings use and
+no train wording of any kind (تابع, يعجبك: a held-out share line's and related header's words are not
+taught as read-also words), or a symbol that a held-out wording uses as its bullet or prefix, is drawn
+again. So the held-out-template pages still measure generalisation.
 
     wording = augmented_wording("read_also_header", rng)   # e.g. "◂ لا تفوت كذلك.."
 """
@@ -41,17 +43,26 @@ def _words(s: str) -> set[str]:
     return {w for w in map(_letters, re.sub(r"\{[a-z_]*\}", " ", s).split()) if w}
 
 
-_HELD_OUT_LETTERS = {kind: {_letters(w) for w in pair[1]} - {""} for kind, pair in WORDINGS.items()}
+# The letters of every held-out wording, whatever its kind: a made-up wording of ANY kind never has
+# them ("قد يعجبك أيضا", a held-out related header, must not come out as a read-also header either).
+_ANY_HELD_OUT_LETTERS = {_letters(w) for pair in WORDINGS.values() for w in pair[1]} - {""}
+
+
 # Content words (4 letters or more) that only the held-out wordings of a kind use, with or without the
 # article (e.g. share: يوتيوب, قناتنا, الرابط): a made-up wording of that kind never uses them, so
 # held-out lines stay new in their words, not only as a whole.
-def _held_out_words(kind: str) -> set[str]:
-    train = set().union(set(), *map(_words, WORDINGS[kind][0]))
+def _held_out_words(kinds) -> set[str]:
+    train = set().union(set(), *(_words(w) for k in kinds for w in WORDINGS[k][0]))
     train |= {w[2:] for w in train if w.startswith("ال")} | {"ال" + w for w in train}  # with or without the article
-    return {w for w in set().union(set(), *map(_words, WORDINGS[kind][1])) if len(w) >= 4 and w not in train}
+    held = set().union(set(), *(_words(w) for k in kinds for w in WORDINGS[k][1]))
+    return {w for w in held if len(w) >= 4 and w not in train}
 
 
-_HELD_OUT_WORDS = {kind: _held_out_words(kind) for kind in WORDINGS}
+# ... and the content words that only held-out wordings use, of any kind, and no train wording of any
+# kind (تابع of the held-out share line "تابع آخر الأخبار عبر تطبيق تلغرام", يعجبك): no made-up wording
+# of any kind uses them, so that a held-out line's words are never taught under another label.
+_ANY_HELD_OUT_WORDS = _held_out_words(tuple(WORDINGS))
+_HELD_OUT_WORDS = {kind: _held_out_words((kind,)) | _ANY_HELD_OUT_WORDS for kind in WORDINGS}
 _HELD_OUT_SYMBOLS = set().union(*(_symbols(w) for kind in ("bullet", "inline_prefix") for w in WORDINGS[kind][1]))
 
 
@@ -70,8 +81,8 @@ NUMBERINGS = ("{n}.", "{n}-", "({n})", "[{n}]", "{n}/", "{n}:", "{n} -", "{n}.-"
 PUNCT = ("", ":", ":", " :", "..", "...", " -", " –", "؛", " |", ":-")
 DECOR = ("", "", "", "", ">> ", ">>> ", "<< ", "// ", "** ", "| ")
 
-READ_VERBS = ("اقرأ", "إقرأ", "اقرا", "تابع", "انظر", "راجع", "اطلع على", "لا تفوت", "ننصحك بقراءة", "قد يهمك",
-              "ربما يهمك", "اخترنا لك", "إليك", "مواضيع قد تهمك", "قد يعجبك", "ذات صلة", "اقرأ المزيد", "تابع أيضا")
+READ_VERBS = ("اقرأ", "إقرأ", "اقرا", "انظر", "راجع", "اطلع على", "لا تفوت", "ننصحك بقراءة", "قد يهمك",
+              "ربما يهمك", "اخترنا لك", "إليك", "مواضيع قد تهمك", "ذات صلة", "اقرأ المزيد")
 READ_ADVERBS = ("", "أيضا", "أيضاً", "أيضًا", "ايضا", "كذلك", "أيضا من الأخبار", "هنا", "في هذا السياق")
 RELATED_NOUNS = ("مقالات", "أخبار", "اخبار", "مواضيع", "موضوعات", "قصص", "تقارير", "عناوين", "منشورات", "روابط")
 RELATED_ADJ = ("ذات صلة", "ذات صله", "مشابهة", "متعلقة", "مرتبطة", "أخرى", "قد تهمك", "ننصح بها", "من القسم",
@@ -79,20 +90,19 @@ RELATED_ADJ = ("ذات صلة", "ذات صله", "مشابهة", "متعلقة",
 RELATED_OTHER = ("الأكثر قراءة", "الأكثر تداولا", "الأكثر تعليقا", "الأكثر مشاركة", "الأكثر زيارة", "آخر الأخبار",
                  "أحدث الأخبار", "المزيد من {cat}", "من {cat}", "اخترنا لكم", "المزيد")
 # Some entries of TAG_HEADS, SOURCE_HEADS and AD_WORDS use a held-out-only word (نقلا, الخبر, محتوى,
-# Tags): ``allowed`` refuses them and the draw is repeated. They stay so that the recipe's training pages
-# stay the ones that were measured.
+# Tags): ``allowed`` refuses them and the draw is repeated.
 TAG_HEADS = ("كلمات دلالية", "الكلمات الدلالية", "الكلمات المفتاحية", "كلمات البحث", "الوسوم", "وسوم", "تاغات",
              "هاشتاق", "مواضيع", "الموضوعات", "Tags", "Keywords", "Topics", "تصنيفات", "التصنيف", "مفاتيح")
 SOURCE_HEADS = ("المصدر", "مصدر", "المصادر", "عن", "بحسب", "وفق", "وفقا لـ", "نقلا من", "المنشور في", "Source",
                 "المصدر الأصلي", "نقل عن", "الخبر من")
 # Share, follow and page tools (boilerplate)
 SHARE_VERBS = ("شارك", "شاركوا", "أرسل", "مشاركة", "أعد نشر", "شارك على", "انشر على", "مشاركة على")
-SHARE_OBJECTS = ("", "", "هذا المقال", "المقال", "هذه الصفحة", "القصة", "الموضوع", "مع أصدقائك")
+SHARE_OBJECTS = ("", "", "هذا المقال", "المقال", "القصة", "الموضوع", "مع أصدقائك")
 FOLLOW_VERBS = ("تابعونا على", "تابعنا على", "انضم إلينا على", "انضموا إلينا على", "تواصل معنا على",
                 "اشترك في حسابنا على", "تابعونا في", "صفحتنا على", "حسابنا على", "كن صديقنا على")
 PLATFORMS = ("فيسبوك", "فيس بوك", "تويتر", "واتساب", "واتس اب", "لينكدإن", "إنستغرام", "انستجرام", "سناب شات",
              "تيك توك", "ماسنجر", "Facebook", "Twitter", "WhatsApp", "Instagram", "X")
-PAGE_TOOLS = ("طباعة", "طباعة الصفحة", "أرسل لصديق", "إرسال بالبريد", "البريد الإلكتروني", "حفظ", "حفظ المقال",
+PAGE_TOOLS = ("طباعة", "أرسل لصديق", "إرسال بالبريد", "البريد الإلكتروني", "حفظ", "حفظ المقال",
               "حجم الخط", "تكبير الخط", "تصغير الخط", "A+ A-", "أ+ أ-", "اشترك في النشرة", "اشترك الآن",
               "حمل التطبيق", "إبلاغ عن خطأ", "أضف إلى المفضلة", "استمع إلى المقال")
 # Comment blocks (boilerplate)
@@ -211,15 +221,16 @@ AUGMENTED_KINDS = ("bullet", "read_also_header", "inline_prefix", "related_heade
 
 
 def allowed(kind: str, wording: str) -> bool:
-    """False when ``wording`` is a held-out wording of ``kind`` (or has its letters), uses a word that
-    only held-out wordings of ``kind`` use, or uses a symbol that a held-out bullet or prefix uses."""
+    """False when ``wording`` is a held-out wording of ``kind``, has the letters of a held-out wording of
+    any kind, uses a word that only held-out wordings of ``kind`` use or that only held-out wordings
+    (of any kind) use, or uses a symbol that a held-out bullet or prefix uses."""
     if wording in WORDINGS[kind][1]:
         return False
     if _symbols(wording) & _HELD_OUT_SYMBOLS:
         return False
     if _words(wording) & _HELD_OUT_WORDS.get(kind, set()):
         return False
-    return _letters(wording) not in _HELD_OUT_LETTERS.get(kind, set()) or not _letters(wording)
+    return _letters(wording) not in _ANY_HELD_OUT_LETTERS or not _letters(wording)
 
 
 def augmented_wording(kind: str, rng: random.Random) -> str:

@@ -279,3 +279,19 @@ def test_news_bylines_become_byline_sections_and_the_text_is_unchanged():
         assert lab.get("// انتهى //") == "boilerplate" and lab.get("17:54 ت م") == "byline"
         body = [p.text[s.start:s.end] for s in p.sections if s.label == "body"]
         assert any("أعلنت الوزارة" in b for b in body) and not any("واس" in b or "انتهى" in b for b in body)
+
+
+def test_augmented_wordings_never_use_a_held_out_wording_or_word_of_another_kind():
+    """A held-out wording or a word only held-out wordings use is never made up under another label:
+    "قد يعجبك أيضا" (a held-out related header) is no read-also header, "تابع" (of a held-out share
+    line) no read-also verb."""
+    from data.augment import AUGMENTED_KINDS, _letters, _words, allowed, augmented_wording
+
+    held_letters = {_letters(w) for pair in WORDINGS.values() for w in pair[1]} - {""}
+    assert not allowed("read_also_header", "قد يعجبك أيضا:") and not allowed("inline_prefix", "تابع أيضا: ")
+    assert allowed("read_also_header", "قد يهمك كذلك:")
+    rng = random.Random(2)
+    for kind in AUGMENTED_KINDS:
+        made = [augmented_wording(kind, rng) for _ in range(3000)]
+        assert not {_letters(w) for w in made} & held_letters, kind
+        assert not set().union(*map(_words, made)) & {"تابع", "يعجبك", "الرابط", "تلغرام", "مراسلنا"}, kind
