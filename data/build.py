@@ -1,7 +1,9 @@
 """``python -m data.build``: labelled page JSONL (train/dev/test) from real article bodies.
 
 Bodies are SaudiNewsNet articles (section labels only) and CoNLL documents (sections + entity gold
-on the body lines). Teasers and related items are other real articles of the SAME split.
+on the body lines). Teasers and related items are other real articles of the SAME split. The author,
+dateline and wire lines that a SaudiNewsNet text keeps at its top or end are labelled ``byline`` (the
+wire's end mark ``boilerplate``), not body (``news_paragraph_labels``).
 
 Splits, so that no body, teaser or template leaks into the test:
 - CoNLL ``--conll`` files: documents in the last 10% of a file's sentences (file order) go to dev,
