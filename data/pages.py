@@ -13,6 +13,8 @@ import datetime as dt
 import random
 import re
 from dataclasses import dataclass, field
+from itertools import groupby
+from operator import itemgetter
 
 from data.augment import AUGMENTED_KINDS, arabic_digits, augmented_wording
 from data.schema import Page, Span
@@ -174,13 +176,8 @@ def _body_blocks(a: Article, other: list[Article], f: Furniture, t: Template) ->
 def _runs(paras: list[Piece], labels: list[str]) -> list[Block]:
     """Body paragraphs as blocks of one label each: a run of body, or a byline or end line of the
     article's own text (``Article.para_labels``)."""
-    out: list[Block] = []
-    for p, lab in zip(paras, labels):
-        if out and out[-1].label == lab:
-            out[-1].lines.append(p)
-        else:
-            out.append(Block(lab, [p], main_body=lab == "body"))
-    return out
+    return [Block(lab, [p for p, _ in run], main_body=lab == "body")
+            for lab, run in groupby(zip(paras, labels), key=itemgetter(1))]
 
 
 def _read_also(other: list[Article], f: Furniture, t: Template) -> Block:
