@@ -242,5 +242,43 @@ def augmented_wording(kind: str, rng: random.Random) -> str:
     return rng.choice(WORDINGS[kind][0])  # a train wording, if the draw keeps failing
 
 
+_ARABIC_WORD = re.compile(r"[\u0621-\u064A]+")
+# Every content word of a held-out wording, whatever its kind: never a made-up word (below).
+_NONCE_BANNED = set().union(*_HELD_OUT_WORDS.values())
+
+
+def nonce_pool(texts) -> tuple[str, ...]:
+    """Words for :func:`nonce_wording`: the Arabic words (3 to 9 letters) of ``texts`` (the teaser and
+    related titles of the page builder), each once, in first-seen order, held-out wording words left out."""
+    seen: dict[str, None] = {}
+    for t in texts:
+        for w in _ARABIC_WORD.findall(t):
+            if 3 <= len(w) <= 9 and _letters(w) not in _NONCE_BANNED:
+                seen.setdefault(w, None)
+    return tuple(seen)
+
+
+def nonce_wording(kind: str, wording: str, pool: tuple[str, ...], rng: random.Random, share: float = 0.6) -> str:
+    """``wording`` with its Arabic words (not its slots, symbols, digits or Latin words) each replaced, with
+    probability ``share`` and at least one, by a word drawn from ``pool``: furniture whose words the
+    model has never seen in that role ("اقرأ أيضا:" -> "اقرأ المحافظة:"), so that it learns the line's
+    place, shape and neighbours rather than its words. Never a held-out wording (``allowed``); the
+    wording as it is when no Arabic word is there or no draw is allowed."""
+    parts = re.split(r"(\{[a-z_0-9]*\})", wording)
+    spots = [(i, m.span()) for i, part in enumerate(parts) if not (part.startswith("{") and part.endswith("}"))
+             for m in _ARABIC_WORD.finditer(part)]
+    if not spots or not pool:
+        return wording
+    for _ in range(20):
+        pick = [sp for sp in spots if rng.random() < share] or [rng.choice(spots)]
+        out = list(parts)
+        for i, (a, b) in sorted(pick, reverse=True):  # right to left, so the earlier spans stay put
+            out[i] = out[i][:a] + rng.choice(pool) + out[i][b:]
+        w = "".join(out)
+        if allowed(kind, w):
+            return w
+    return wording
+
+
 def arabic_digits(n: int) -> str:
     return str(n).translate(_ARABIC_DIGITS)

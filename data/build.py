@@ -169,7 +169,8 @@ def make_split(split: str, n_pages: int, docs: list[ConllDocument], news: list[A
         for i in range(0, len(bodies), 100):
             pages += build_pages(bodies[i:i + 100], furniture, rng, which=which, id_prefix=f"{split}-{i // 100}-",
                                  augment=getattr(args, "augment", 0.0) if split == "train" == which else 0.0,
-                                 layouts=getattr(args, "layouts", 0.0) if split == "train" == which else 0.0)
+                                 layouts=getattr(args, "layouts", 0.0) if split == "train" == which else 0.0,
+                                 nonce=getattr(args, "nonce", 0.0) if split == "train" == which else 0.0)
             bar.update(len(bodies[i:i + 100]))
     return pages
 
@@ -214,6 +215,9 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--layouts", type=float, default=0.0, metavar="P",
                     help="share of the train split's pages whose parts (title, body, byline, tags, ...) come in a "
                          "random order, with random spacing; train wordings only (default: 0)")
+    ap.add_argument("--nonce", type=float, default=0.0, metavar="P",
+                    help="share of the train split's furniture wordings whose Arabic words are partly replaced by words "
+                         "of other articles' titles, never a held-out wording (default: 0)")
     ap.add_argument("--seed", type=int, default=13, help="random seed; the output is a function of it (default: 13)")
     ap.add_argument("--out", type=Path, required=True, help="output folder for train.jsonl, dev.jsonl, test.jsonl")
     ap.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -222,7 +226,7 @@ def parse_args(argv=None) -> argparse.Namespace:
         ap.error("--pages takes one or three numbers")
     if not (args.conll or args.test_conll or args.news):
         ap.error("give at least one of --conll, --test-conll, --news")
-    for name in ("augment", "layouts"):
+    for name in ("augment", "layouts", "nonce"):
         if not 0.0 <= getattr(args, name) <= 1.0:
             ap.error(f"--{name} {getattr(args, name)}: a share between 0 and 1")
     return args

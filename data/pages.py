@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from itertools import groupby
 from operator import itemgetter
 
-from data.augment import AUGMENTED_KINDS, arabic_digits, augmented_wording
+from data.augment import AUGMENTED_KINDS, arabic_digits, augmented_wording, nonce_pool, nonce_wording
 from data.schema import Page, Span
 from data.templates import (AGENCIES, CATEGORIES, DATE_FORMATS, HIJRI_MONTHS, LEVANT_MONTHS, MONTHS, PERSONS,
                             PLACES, SITES, TIME_FORMATS, WEEKDAYS, Template, templates, wordings)
@@ -101,17 +101,23 @@ _EASTERN = str.maketrans("0123456789", "٠١٢٣٤٥٦٧٨٩")
 class Furniture:
     """Draws the furniture of one page: wordings from one half (train or held-out), labelled slots."""
 
-    def __init__(self, rng: random.Random, which: str, augment: float = 0.0):
-        if augment and which != "train":
-            raise ValueError("augment: made-up wordings are for the train half only")
-        self.rng, self.which, self.augment = rng, which, augment
+    def __init__(self, rng: random.Random, which: str, augment: float = 0.0, nonce: float = 0.0,
+                 pool: tuple[str, ...] = ()):
+        if (augment or nonce) and which != "train":
+            raise ValueError("augment, nonce: made-up wordings are for the train half only")
+        self.rng, self.which, self.augment, self.nonce, self.pool = rng, which, augment, nonce, pool
         self.used: list[str] = []  # the wording formats this page used (recorded in meta)
+        self.nonce_used = False  # whether a wording got words of the pool (which may be names)
 
     def wording(self, kind: str) -> str:
         if self.augment and kind in AUGMENTED_KINDS and self.rng.random() < self.augment:
             w = augmented_wording(kind, self.rng)
         else:
             w = self.rng.choice(wordings(kind, self.which))
+        if self.nonce and kind in AUGMENTED_KINDS and kind != "bullet" and self.rng.random() < self.nonce:
+            made = nonce_wording(kind, w, self.pool, self.rng)
+            self.nonce_used |= made != w
+            w = made
         self.used.append(w)
         return w
 
@@ -263,11 +269,13 @@ def random_layout(template: Template, rng: random.Random) -> Template:
 
 
 def build_page(article: Article, other: list[Article], rng: random.Random, template: Template,
-               which: str = "train", page_id: str | None = None, augment: float = 0.0, layouts: float = 0.0) -> Page:
+               which: str = "train", page_id: str | None = None, augment: float = 0.0, layouts: float = 0.0,
+               nonce: float = 0.0, pool: tuple[str, ...] = ()) -> Page:
     """One page: ``article`` as the body, ``other`` articles (with titles) as teasers and related items.
     Teasers are drawn at random; with a large pool the body's own title almost never comes back.
-    ``layouts``: the chance that the page's parts come in a random order (:func:`random_layout`)."""
-    f = Furniture(rng, which, augment)
+    ``layouts``: the chance that the page's parts come in a random order (:func:`random_layout`);
+    ``nonce``: the chance that a furniture wording gets words drawn from ``pool`` (``data.augment.nonce_wording``)."""
+    f = Furniture(rng, which, augment, nonce, pool)
     if not other:
         other = [article]
     if layouts and rng.random() < layouts:
@@ -294,6 +302,8 @@ def build_page(article: Article, other: list[Article], rng: random.Random, templ
             blocks.append(_related(other, f, template))
         else:  # nav, share, ad, comments, copyright
             blocks.append(Block("boilerplate", f.boilerplate(part)))
+    if f.nonce_used:  # drawn words may be names: no furniture line of this page is annotated as named-nothing
+        blocks = [b if b.main_body else Block(b.label, [Piece(p.text, None) for p in b.lines]) for b in blocks]
     page = assemble(blocks, article.annotate, rng, template.blank, page_id or article.id)
     page.meta = {"body": article.id, "template": template.name, "wordings": which, "furniture": f.used,
                  **article.meta}
@@ -343,20 +353,23 @@ def assemble(blocks: list[Block], annotate: str, rng: random.Random, blank: floa
 
 def build_pages(bodies: list[Article], furniture: list[Article], rng: random.Random,
                 which: str = "train", template_set: tuple[Template, ...] | None = None,
-                id_prefix: str = "", augment: float = 0.0, layouts: float = 0.0) -> list[Page]:
+                id_prefix: str = "", augment: float = 0.0, layouts: float = 0.0, nonce: float = 0.0) -> list[Page]:
     """One validated page per body (the API that training calls to make pages on the fly).
 
     ``which`` selects the wording half ("train" or "held_out"); ``template_set`` defaults to the
     templates of that half. ``augment``: the share of furniture wordings made up by
     ``data.augment`` instead of drawn from the train half's lists (train half only); ``layouts``: the
-    share of pages whose parts come in a random order (:func:`random_layout`; train half only)."""
+    share of pages whose parts come in a random order (:func:`random_layout`; train half only); ``nonce``:
+    the share of furniture wordings whose words are partly replaced by words of the furniture articles'
+    titles (``data.augment.nonce_wording``; train half only)."""
     if layouts and which != "train":
         raise ValueError("layouts: random orders are for the train half only")
     tset = template_set or templates(which)
     furniture = [a for a in furniture if a.title]  # once, not per page: the pool can be 30,000 long
+    pool = nonce_pool(a.title for a in furniture) if nonce else ()
     out = []
     for k, a in enumerate(bodies):
         page = build_page(a, furniture, rng, rng.choice(tset), which, page_id=f"{id_prefix}{k}-{a.id}", augment=augment,
-                          layouts=layouts)
+                          layouts=layouts, nonce=nonce, pool=pool)
         out.append(Page.from_dict(page.to_dict()))  # every page must pass the contract
     return out

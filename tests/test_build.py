@@ -197,7 +197,7 @@ def test_augmented_pages_are_valid_and_vary_the_furniture():
         build_pages(arts[:2], arts, random.Random(5), which="held_out", augment=0.5)
 
 
-@pytest.mark.parametrize("flag", ["--augment", "--layouts"])
+@pytest.mark.parametrize("flag", ["--augment", "--layouts", "--nonce"])
 @pytest.mark.parametrize("value", ["1.5", "-0.1"])
 def test_share_outside_0_1_is_a_usage_error(flag, value, tmp_path, capsys):
     with pytest.raises(SystemExit) as exc:
@@ -295,3 +295,64 @@ def test_augmented_wordings_never_use_a_held_out_wording_or_word_of_another_kind
         made = [augmented_wording(kind, rng) for _ in range(3000)]
         assert not {_letters(w) for w in made} & held_letters, kind
         assert not set().union(*map(_words, made)) & {"تابع", "يعجبك", "الرابط", "تلغرام", "مراسلنا"}, kind
+
+
+def test_nonce_wordings_swap_words_and_keep_slots_symbols_and_held_out_words_out():
+    """A nonce wording keeps a wording's slots, symbols, digits and Latin words and swaps at least one of
+    its Arabic words for a pool word; no held-out wording or held-out-only word comes out."""
+    from data.augment import (_HELD_OUT_WORDS, AUGMENTED_KINDS, _letters, _words, augmented_wording, nonce_pool,
+                              nonce_wording)
+
+    titles = ["وزير الخارجية يصل إلى القاهرة لبحث الأزمة", "ارتفاع أسعار النفط في الأسواق العالمية",
+              "شاهد الفيديو: طالع التفاصيل", "مقالات ذات صلة بالحدث"]
+    pool = nonce_pool(titles)
+    assert "الخارجية" in pool and "النفط" in pool and len(pool) == len(set(pool))
+    assert not {"شاهد", "طالع"} & set(pool)  # held-out read-also verbs are never drawn
+    assert "في" not in pool  # 3 to 9 letters
+    rng = random.Random(4)
+    assert nonce_wording("byline", "{person} - {date}", pool, rng) == "{person} - {date}"  # no Arabic word
+    assert nonce_wording("share", "شارك", (), rng) == "شارك"  # nothing to draw from
+    w = nonce_wording("source", "المصدر: {}", pool, rng, share=1.0)
+    assert w.endswith(": {}") and w[:-4] in pool
+    held_letters = {_letters(x) for pair in WORDINGS.values() for x in pair[1]} - {""}
+    for kind in AUGMENTED_KINDS:
+        if kind == "bullet":
+            continue
+        for _ in range(300):
+            base = augmented_wording(kind, rng)
+            made = nonce_wording(kind, base, pool, rng)
+            assert made.count("{") == base.count("{") and "".join(sorted(c for c in made if not c.isalpha())) == \
+                "".join(sorted(c for c in base if not c.isalpha()))  # slots, marks, digits and spaces kept
+            assert _letters(made) not in held_letters and not _words(made) & _HELD_OUT_WORDS[kind]
+    swapped = [nonce_wording("read_also_header", "اقرأ أيضا:", pool, rng) for _ in range(200)]
+    assert all(s.endswith(":") and s != "اقرأ أيضا:" for s in swapped)
+    assert len(set(swapped)) > 20 and any(s.startswith("اقرأ ") or s.endswith(" أيضا:") for s in swapped)  # some words kept
+
+
+def test_nonce_pages_are_valid_and_leave_drawn_words_unannotated():
+    arts = _articles(40)
+    plain = build_pages(arts[:30], arts, random.Random(5))
+    nonce = build_pages(arts[:30], arts, random.Random(5), nonce=1.0)
+    assert [p.to_dict() for p in build_pages(arts[:30], arts, random.Random(5), nonce=1.0)] == [p.to_dict() for p in nonce]
+    listed = {w for pair in WORDINGS.values() for half in pair for w in half}
+    assert not {w for p in plain for w in p.meta["furniture"]} - listed
+    made = {w for p in nonce for w in p.meta["furniture"]} - listed
+    assert len(made) > 30
+    from data.augment import _ARABIC_WORD, nonce_pool
+
+    pool = set(nonce_pool(a.title for a in arts))
+    assert all(set(_ARABIC_WORD.findall(w)) & pool for w in made)  # each made-up wording has drawn words
+    checked = 0
+    for p in nonce:
+        Page.from_dict(p.to_dict())
+        assert any(s.label == "body" for s in p.sections) and any(s.label == "title" for s in p.sections)
+        if set(p.meta["furniture"]) - listed and (p.entity_regions is not None or p.entities):
+            # the sample's pages are annotated everywhere; with drawn words (maybe names) only the body is
+            checked += 1
+            regions = p.entity_regions or [(0, len(p.text))]
+            for s in p.sections:
+                if s.label not in ("body", "title"):
+                    assert not any(a < s.end and s.start < b for a, b in regions), (p.id, s.label)
+    assert checked > 10
+    with pytest.raises(ValueError, match="train half"):
+        build_pages(arts[:2], arts, random.Random(5), which="held_out", nonce=0.5)

@@ -194,6 +194,8 @@ def test_entity_regions_mask_ner_loss_outside(tiny):
     ("data.dev.0.augment=0.5", "data.dev[0].augment"),
     ("data.train.0.layouts=0.5", "data.train[0].layouts"),  # random orders: builder pages only
     ("data.dev.0.layouts=2", "data.dev[0].layouts"),
+    ("data.train.0.nonce=0.25", "data.train[0].nonce"),  # words drawn into the furniture: builder pages only
+    ("data.dev.0.nonce=-1", "data.dev[0].nonce"),
     ("model.line_buckets=1", "model.line_buckets"),  # a hashed table needs a padding row and one more
     ("model.line_buckets=-5", "model.line_buckets"),
     ("model.lexical_buckets=1", "model.lexical_buckets"),

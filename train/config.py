@@ -56,6 +56,9 @@ class SourceConfig:
                 "whole symbol blocks, composed headers), never a held-out wording"})
     layouts: float = field(default=0.0, metadata={
         "help": "builder, train templates: share of pages whose parts come in a random order (data.pages.random_layout)"})
+    nonce: float = field(default=0.0, metadata={
+        "help": "builder, train templates: share of furniture wordings whose Arabic words are partly replaced by "
+                "words of other articles' titles (data.augment.nonce_wording), never a held-out wording"})
 
 
 @dataclass
@@ -368,7 +371,7 @@ def check_paths(cfg: RunConfig) -> None:
                 raise ConfigError(f"data.{split}[{i}]: give paths (or news, for a builder source)")
             if src.kind != "builder" and src.news:
                 raise ConfigError(f"data.{split}[{i}].news: only a builder source takes news")
-            for key in ("augment", "layouts"):
+            for key in ("augment", "layouts", "nonce"):
                 share = getattr(src, key)
                 if not 0.0 <= share <= 1.0:
                     raise ConfigError(f"data.{split}[{i}].{key}: {share} is not a share between 0 and 1")

@@ -67,7 +67,8 @@ def source_pages(src: SourceConfig, name: str) -> list[Page]:
             news = news[:src.max_news]
         if not docs and not news:
             raise DataError(f"{name}: no bodies for the builder (part {src.part!r})")
-        opts = argparse.Namespace(conll_fraction=src.conll_fraction, quiet=True, augment=src.augment, layouts=src.layouts)
+        opts = argparse.Namespace(conll_fraction=src.conll_fraction, quiet=True, augment=src.augment, layouts=src.layouts,
+                                  nonce=src.nonce)
         split = "dev" if src.part == "dev" else "train"
         pages = make_split(split, src.count or 1000, docs, news, opts, random.Random(src.seed), src.templates)
     if src.count is not None:
