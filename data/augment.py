@@ -19,6 +19,7 @@ from __future__ import annotations
 import random
 import re
 import unicodedata
+from functools import lru_cache
 
 from data.templates import WORDINGS
 from data.text import normalize
@@ -247,9 +248,11 @@ _ARABIC_WORD = re.compile(r"[\u0621-\u064A]+")
 _NONCE_BANNED = set().union(*_HELD_OUT_WORDS.values())
 
 
-def nonce_pool(texts) -> tuple[str, ...]:
+@lru_cache(maxsize=4)
+def nonce_pool(texts: tuple[str, ...]) -> tuple[str, ...]:
     """Words for :func:`nonce_wording`: the Arabic words (3 to 9 letters) of ``texts`` (the teaser and
-    related titles of the page builder), each once, in first-seen order, held-out wording words left out."""
+    related titles of the page builder), each once, in first-seen order, held-out wording words left out.
+    Cached: the builder asks for the pool of the same titles once per 100 pages."""
     seen: dict[str, None] = {}
     for t in texts:
         for w in _ARABIC_WORD.findall(t):

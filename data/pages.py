@@ -366,7 +366,7 @@ def build_pages(bodies: list[Article], furniture: list[Article], rng: random.Ran
         raise ValueError("layouts: random orders are for the train half only")
     tset = template_set or templates(which)
     furniture = [a for a in furniture if a.title]  # once, not per page: the pool can be 30,000 long
-    pool = nonce_pool(a.title for a in furniture) if nonce else ()
+    pool = nonce_pool(tuple(a.title for a in furniture)) if nonce else ()
     out = []
     for k, a in enumerate(bodies):
         page = build_page(a, furniture, rng, rng.choice(tset), which, page_id=f"{id_prefix}{k}-{a.id}", augment=augment,
