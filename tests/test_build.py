@@ -181,15 +181,20 @@ def test_made_up_boilerplate_fills_its_slots(kind):
     assert not [t for t in lines if "{" in t or "}" in t or not t.strip()]
 
 
+def _made_up_pages(arts, **share):
+    """Pages built with ``share`` (augment= or nonce=) twice, to be equal, and the furniture wordings that
+    are in none of the lists; pages built without it use the lists' wordings only."""
+    pages = build_pages(arts[:30], arts, random.Random(5), **share)
+    assert [p.to_dict() for p in build_pages(arts[:30], arts, random.Random(5), **share)] == [p.to_dict() for p in pages]
+    listed = {w for pair in WORDINGS.values() for half in pair for w in half}
+    assert not {w for p in build_pages(arts[:30], arts, random.Random(5)) for w in p.meta["furniture"]} - listed
+    return pages, listed, {w for p in pages for w in p.meta["furniture"]} - listed
+
+
 def test_augmented_pages_are_valid_and_vary_the_furniture():
     arts = _articles(40)
-    plain = build_pages(arts[:30], arts, random.Random(5))
-    aug = build_pages(arts[:30], arts, random.Random(5), augment=0.8)
-    assert [p.to_dict() for p in build_pages(arts[:30], arts, random.Random(5), augment=0.8)] == [p.to_dict() for p in aug]
-    listed = {w for pair in WORDINGS.values() for half in pair for w in half}
-    made = {w for p in aug for w in p.meta["furniture"]} - listed
+    aug, _, made = _made_up_pages(arts, augment=0.8)
     assert len(made) > 20
-    assert not {w for p in plain for w in p.meta["furniture"]} - listed  # augment=0: the lists only
     for p in aug:
         Page.from_dict(p.to_dict())
         assert p.sections and any(s.label == "body" for s in p.sections)
@@ -331,12 +336,7 @@ def test_nonce_wordings_swap_words_and_keep_slots_symbols_and_held_out_words_out
 
 def test_nonce_pages_are_valid_and_leave_drawn_words_unannotated():
     arts = _articles(40)
-    plain = build_pages(arts[:30], arts, random.Random(5))
-    nonce = build_pages(arts[:30], arts, random.Random(5), nonce=1.0)
-    assert [p.to_dict() for p in build_pages(arts[:30], arts, random.Random(5), nonce=1.0)] == [p.to_dict() for p in nonce]
-    listed = {w for pair in WORDINGS.values() for half in pair for w in half}
-    assert not {w for p in plain for w in p.meta["furniture"]} - listed
-    made = {w for p in nonce for w in p.meta["furniture"]} - listed
+    nonce, listed, made = _made_up_pages(arts, nonce=1.0)
     assert len(made) > 30
     from data.augment import _ARABIC_WORD, nonce_pool
 
