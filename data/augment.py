@@ -25,12 +25,13 @@ from data.templates import WORDINGS
 from data.text import normalize
 
 _FOLD = str.maketrans({"أ": "ا", "إ": "ا", "آ": "ا", "ة": "ه", "ى": "ي"})
+_SLOT = re.compile(r"\{[a-z_0-9]*\}")  # a wording's slot: {person}, {n_ar}, {year2}
 
 
 def _letters(s: str) -> str:
     """The letters of a wording in the model's view (``data.text.normalize``: no diacritics or tatweel),
     alef forms, taa marbuta and alef maqsura folded, Latin lower-cased; slots like ``{n}`` left out."""
-    s = normalize(re.sub(r"\{[a-z_]*\}", "", s)).translate(_FOLD).lower()
+    s = normalize(_SLOT.sub("", s)).translate(_FOLD).lower()
     return "".join(ch for ch in s if ch.isalpha())
 
 
@@ -41,7 +42,7 @@ def _symbols(s: str) -> set[str]:
 
 def _words(s: str) -> set[str]:
     """The words of a wording, each as ``_letters`` gives it (slots and symbols left out)."""
-    return {w for w in map(_letters, re.sub(r"\{[a-z_]*\}", " ", s).split()) if w}
+    return {w for w in map(_letters, _SLOT.sub(" ", s).split()) if w}
 
 
 # The letters of every held-out wording, whatever its kind: a made-up wording of ANY kind never has
@@ -267,9 +268,9 @@ def nonce_wording(kind: str, wording: str, pool: tuple[str, ...], rng: random.Ra
     model has never seen in that role ("اقرأ أيضا:" -> "اقرأ المحافظة:"), so that it learns the line's
     place, shape and neighbours rather than its words. Never a held-out wording (``allowed``); the
     wording as it is when no Arabic word is there or no draw is allowed."""
-    parts = re.split(r"(\{[a-z_0-9]*\})", wording)
-    spots = [(i, m.span()) for i, part in enumerate(parts) if not (part.startswith("{") and part.endswith("}"))
-             for m in _ARABIC_WORD.finditer(part)]
+    parts = _SLOT.split(wording)  # the text between the slots (kept as they are)
+    slots = _SLOT.findall(wording)
+    spots = [(i, m.span()) for i, part in enumerate(parts) for m in _ARABIC_WORD.finditer(part)]
     if not spots or not pool:
         return wording
     for _ in range(20):
@@ -277,7 +278,7 @@ def nonce_wording(kind: str, wording: str, pool: tuple[str, ...], rng: random.Ra
         out = list(parts)
         for i, (a, b) in sorted(pick, reverse=True):  # right to left, so the earlier spans stay put
             out[i] = out[i][:a] + rng.choice(pool) + out[i][b:]
-        w = "".join(out)
+        w = "".join(p + s for p, s in zip(out, slots + [""]))
         if allowed(kind, w):
             return w
     return wording

@@ -356,3 +356,15 @@ def test_nonce_pages_are_valid_and_leave_drawn_words_unannotated():
     assert checked > 10
     with pytest.raises(ValueError, match="train half"):
         build_pages(arts[:2], arts, random.Random(5), which="held_out", nonce=0.5)
+
+
+def test_every_slot_is_left_out_of_a_wordings_letters():
+    """``{year2}`` and ``{n_ar}`` are slots like ``{year}``: a made-up copyright line with them is still the
+    held-out "جميع الحقوق محفوظة ل {site} ©" in its letters, and is refused."""
+    from data.augment import _letters, allowed, nonce_wording
+
+    assert _letters("© {year}-{year2} {n_ar}") == ""
+    assert not allowed("copyright", "جميع الحقوق محفوظة لـ {site} - © {year}-{year2}")
+    assert allowed("copyright", "حقوق النشر محفوظة | {site} - © {year}-{year2}")
+    made = nonce_wording("comments", "تعليقات ({n_ar}) {year2}", ("كلمة",), random.Random(0), share=1.0)
+    assert made == "كلمة ({n_ar}) {year2}"  # slots with digits kept whole
