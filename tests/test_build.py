@@ -154,6 +154,19 @@ def test_augmented_wordings_never_give_a_held_out_wording():
         assert all(not allowed(kind, w) for w in WORDINGS[kind][1]), kind
 
 
+def test_made_up_sources_can_be_the_name_alone_and_no_made_up_line_opens_a_square_bracket():
+    from data.augment import _letters, augmented_wording
+
+    rng = random.Random(0)
+    sources = [augmented_wording("source", rng) for _ in range(2000)]
+    alone = [w for w in sources if not _letters(w)]  # the name alone, only symbols around its slot
+    assert 300 < len(alone) < 1000 and len(set(alone)) >= 6
+    assert all(w.count("{}") == 1 for w in alone)
+    assert "[{}]" not in alone and "[{}]" in WORDINGS["source"][1]  # the held-out wrap stays held out
+    ads = [augmented_wording("ad", rng) for _ in range(2000)]
+    assert not [w for w in sources + ads if w.lstrip().startswith("[")]
+
+
 def test_augmented_wordings_leave_out_the_held_out_content_words():
     from data.augment import _HELD_OUT_WORDS, AUGMENTED_KINDS, _words, allowed, augmented_wording
 
