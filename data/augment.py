@@ -154,7 +154,7 @@ def _compose(kind: str, rng: random.Random) -> str:
         # three page seeds, with the ad wraps below: section macro 91.2 / 91.6 / 90.1 -> 92.0 / 92.8 / 91.9
         if r.random() < 0.3:
             return r.choice(("{}", "*{}*", "- {} -", "-- {} --", "/{}/", "({}).", "< {} >", "| {} |"))
-        wrap = r.choice(("{}", "{}", "{}", "«{}»", "*{}*", "- {}"))
+        wrap = r.choice(("{}", "{}", "{}", "*{}*", "- {}"))  # no «»: held-out symbols, always refused
         return f"{r.choice(SOURCE_HEADS)}{r.choice((':', ': ', ' : ', ' - ', '| ', ' '))}{wrap}".replace("  ", " ")
     if kind == "ad":
         # no "[{}]": a made-up "[إعلان]" taught that a line in square brackets is boilerplate, and the
