@@ -190,14 +190,7 @@ class Tagger:
         # default: the model config's ``section_label_bias`` (chosen on dev), {} for none.
         self.section_bias = check_section_bias(getattr(cfg, "section_label_bias", None) if section_bias is None
                                                else section_bias)
-        self.section_once = check_section_once(once)
-        tags = SECTION_TAGS.tags
-        self._once_masks = [np.array([t == f"B-{lab}" for t in tags]) for lab in self.section_once]
-        self._once_closed = [(tags.index(f"B-{lab}"), tags.index(f"I-{lab}")) for lab in self.section_once]
-        chain = getattr(self.model, "section_chain", None)
-        if self.section_once and chain is None:  # the constraint alone, on the section probabilities
-            chain = LinearChainCRF(len(SECTION_TAGS.tags))
-        self._section_chain = chain
+        self.set_section_once(once)
         if batch_tokens is None:
             batch_tokens = default_batch_tokens(self.device)
         self.batch_tokens = max(int(batch_tokens), cfg.window_length)
@@ -464,6 +457,18 @@ class Tagger:
             group.append(i)
         flush()
         return out  # type: ignore[return-value]
+
+    def set_section_once(self, labels: Sequence[str] | None) -> None:
+        """Decode sections with at most one section of each of ``labels`` per page from now on (``[]`` or
+        None: no such rule). Calibration tries several on the same model outputs."""
+        self.section_once = check_section_once(labels)
+        tags = SECTION_TAGS.tags
+        self._once_masks = [np.array([t == f"B-{lab}" for t in tags]) for lab in self.section_once]
+        self._once_closed = [(tags.index(f"B-{lab}"), tags.index(f"I-{lab}")) for lab in self.section_once]
+        chain = getattr(self.model, "section_chain", None)
+        if self.section_once and chain is None:  # the constraint alone, on the section probabilities
+            chain = LinearChainCRF(len(SECTION_TAGS.tags))
+        self._section_chain = chain
 
     def _section_ids(self, sec_probs: list[np.ndarray], section_bias: np.ndarray | None) -> list[np.ndarray]:
         """Each page's section tag per line: the argmax, or the section CRF's Viterbi, all pages of the

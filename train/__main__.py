@@ -90,6 +90,16 @@ def parse(argv: list[str]) -> RunConfig:
         check_section_once(cfg.model.section_once)
     except ValueError as err:
         raise ConfigError(f"model.{err}") from None
+    cands = cfg.training.section_once_candidates
+    if cands is not None:
+        if not isinstance(cands, list) or not cands or not all(isinstance(c, list) for c in cands):
+            raise ConfigError(f"training.section_once_candidates: {cands!r} must be a non-empty list of label "
+                              "lists, e.g. [[], [title]]")
+        for c in cands:
+            try:
+                check_section_once(c)
+            except ValueError as err:
+                raise ConfigError(f"training.section_once_candidates: {err}") from None
     t = cfg.training
     if t.lexical_tags_fit == "crf" or cfg.model.line_tags:
         if t.lexical_tags_fit == "crf" and not cfg.model.lexical_tags:
@@ -135,6 +145,10 @@ def describe_calibration(chosen: dict) -> str:
         lines.append("NER outside bias on dev: " + ", ".join(
             f"{b}: {100 * v:.2f}" for b, v in chosen["ner_outside_bias_dev_f1"].items())
             + f" (entity micro-F1); kept {chosen['ner_outside_bias']:g}")
+    if "section_once" in chosen:
+        lines.append("one section a page, on dev: " + ", ".join(
+            f"{k}: {100 * v:.2f}" for k, v in chosen["section_once_dev_macro_f1"].items())
+            + f" (section macro-F1); kept {','.join(chosen['section_once']) or 'none'}")
     if "section_label_bias" in chosen:
         h = chosen["section_bias_dev_macro_f1"]
         kept = ", ".join(f"{k} {v:+g}" for k, v in sorted(chosen["section_label_bias"].items())) or "none"
@@ -464,8 +478,9 @@ def main(argv: list[str] | None = None) -> int:
         averaged = trainer.average_checkpoints(cfg.training.average_checkpoints)
         summary.update(averaged)
         print(describe_averaging(averaged), file=sys.stderr)
-    if cfg.training.outside_bias_grid or cfg.training.section_bias_rounds > 0:
-        chosen = trainer.calibrate(cfg.training.outside_bias_grid, cfg.training.section_bias_rounds)
+    if cfg.training.outside_bias_grid or cfg.training.section_bias_rounds > 0 or cfg.training.section_once_candidates:
+        chosen = trainer.calibrate(cfg.training.outside_bias_grid, cfg.training.section_bias_rounds,
+                                   section_once_candidates=cfg.training.section_once_candidates)
         summary.update(chosen)
         print(describe_calibration(chosen), file=sys.stderr)
     trainer.evaluate()  # the kept (best) model, scored by the same code as every epoch

@@ -1,24 +1,27 @@
 """Choose a saved model's decode-time biases on dev pages:
 
-    python -m train.calibrate --model DIR [--pages DEV.jsonl ...] [--grid=0,0.25,0.5,...] [--section-rounds N] [--dry-run]
+    python -m train.calibrate --model DIR [--pages DEV.jsonl ...] [--grid=0,0.25,0.5,...] [--section-rounds N]
+        [--section-once 'none;title'] [--dry-run]
 
 - the NER outside bias, taken off the NER tag O's log-probability before decoding (``Tagger(outside_bias=)``;
   above 0 it trades precision for recall): the one of ``--grid`` with the best entity micro-F1 (ties: the one
   nearest 0);
 - per-label section biases, added to a section label's log-probabilities before the section decoding
   (``Tagger(section_bias=)``): ``--section-rounds`` rounds of coordinate ascent on section macro-F1
-  (0: leave them).
+  (0: leave them);
+- with ``--section-once``, the rule (section labels that a page has at most one section of, or none) of those
+  given whose decoding, with its own section biases, has the best section macro-F1 (ties: fewer labels).
 
 The pages are tagged once and decoded with every candidate (:mod:`train.trainer`'s ``model_outputs``,
 ``choose_outside_bias``, ``choose_section_bias``); a model with repeat keys (``config.line_repeats``) is
 run over them twice, in blocks and each page alone, and scored on both passes together. What is chosen
-is written into ``DIR/config.json`` (``ner_outside_bias``, ``section_label_bias``), which ``python -m infer``
-and every ``Tagger.from_pretrained`` then use, and the scores into ``DIR/calibration.json``.
+is written into ``DIR/config.json`` (``ner_outside_bias``, ``section_label_bias``, ``section_once``), which
+``python -m infer`` and every ``Tagger.from_pretrained`` then use, and the scores into ``DIR/calibration.json``.
 
 The dev pages are the training run's own (``data.dev`` of ``DIR/config.yaml``, read from the current
 folder as training read them) unless ``--pages`` names labelled page JSONL files. Training does the same
-at its end with ``training.outside_bias_grid`` and ``training.section_bias_rounds``. Never calibrate on
-test pages.
+at its end with ``training.outside_bias_grid``, ``training.section_bias_rounds`` and
+``training.section_once_candidates``. Never calibrate on test pages.
 """
 from __future__ import annotations
 
@@ -39,6 +42,10 @@ def parse_args(argv=None) -> argparse.Namespace:
     ap.add_argument("--grid", default=DEFAULT_GRID, help=f"NER outside biases to try, comma-separated (default {DEFAULT_GRID}; with a negative first value write --grid=-1,0,1)")
     ap.add_argument("--section-rounds", type=int, default=2, metavar="N",
                     help="rounds of coordinate ascent for the section label biases (default 2; 0: leave them)")
+    ap.add_argument("--section-once", metavar="RULES",
+                    help="section_once rules to try, separated by ';', each comma-separated labels or 'none' "
+                         "(e.g. 'none;title'): the one with the best dev section macro-F1, each with its own section "
+                         "biases, is saved as config.section_once (default: leave it)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dry-run", action="store_true", help="print the figures, write nothing")
     args = ap.parse_args(argv)
@@ -52,6 +59,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         ap.error("--grid: give one finite number or more")
     if args.section_rounds < 0:
         ap.error(f"--section-rounds {args.section_rounds}: give 0 or more")
+    if args.section_once is not None:
+        from model.crf import check_section_once, parse_section_once
+
+        try:
+            args.section_once = [check_section_once(parse_section_once(r)) for r in args.section_once.split(";")]
+        except ValueError as err:
+            ap.error(f"--section-once: {err}")
     return args
 
 
@@ -88,15 +102,17 @@ def main(argv=None) -> int:
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if not any(p.ner_regions for p in pages) and not (args.section_rounds and any(p.sections is not None for p in pages)):
+    if not any(p.ner_regions for p in pages) and not ((args.section_rounds or args.section_once)
+                                                      and any(p.sections is not None for p in pages)):
         print(f"error: the dev pages ({source}) have no entity or section annotation to choose biases on",
               file=sys.stderr)
         return 2
-    tagger = Tagger.from_pretrained(model_dir, device=args.device, outside_bias=0.0, section_bias={})
+    tagger = Tagger.from_pretrained(model_dir, device=args.device, outside_bias=0.0,
+                                    **({"section_bias": {}} if args.section_rounds else {}))
     outputs = model_outputs(tagger, pages, progress=True)
     cfg = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    was = {k: cfg.get(k) for k in ("ner_outside_bias", "section_label_bias")}
-    chosen = apply_calibration(tagger.model.config, tagger, outputs, args.grid, args.section_rounds)
+    was = {k: cfg.get(k) for k in ("ner_outside_bias", "section_label_bias", "section_once")}
+    chosen = apply_calibration(tagger.model.config, tagger, outputs, args.grid, args.section_rounds, args.section_once)
     print(describe_calibration(chosen))
     print(f"{len(pages)} dev pages ({source}); before: {json.dumps(was)}"
           + (" (dry run: nothing written)" if args.dry_run else ""))
@@ -105,6 +121,8 @@ def main(argv=None) -> int:
             cfg["ner_outside_bias"] = chosen["ner_outside_bias"]
         if "section_label_bias" in chosen:
             cfg["section_label_bias"] = chosen["section_label_bias"] or None
+        if "section_once" in chosen:
+            cfg["section_once"] = chosen["section_once"] or None
         write_json(model_dir / "config.json", cfg)
         write_json(model_dir / "calibration.json", {**chosen, "previous": was, "pages": len(pages), "source": source,
                                                     "date": dt.date.today().isoformat()})

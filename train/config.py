@@ -190,6 +190,11 @@ class TrainingConfig:
                 "section decoding) chosen on the dev pages by this many rounds of coordinate ascent on section "
                 "macro-F1 (steps -1, -0.5, +0.5, +1 per label), saved as the model config's section_label_bias. "
                 "0: none"})
+    section_once_candidates: list[list[str]] | None = field(default=None, metadata={
+        "help": "after training, with the section biases: section_once rules (lists of section labels that a page "
+                "has at most one section of; [] for none) tried on the dev pages, each with its own section biases, "
+                "and the one with the best dev section macro-F1 saved as the model config's section_once (ties: "
+                "fewer labels); e.g. [[], [title]]. null: model.section_once, not tuned"})
     average_checkpoints: int = field(default=0, metadata={
         "help": "after training, before the biases: the weights of the last 2, 3, ... N epoch checkpoints averaged, "
                 "each average scored on dev like an epoch (metric_for_best_model, no biases) and kept instead of "

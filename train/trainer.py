@@ -90,12 +90,13 @@ SECTION_BIAS_STEPS = (-1.0, -0.5, 0.5, 1.0)
 
 
 def choose_section_bias(tagger: Tagger, outputs: list[tuple[list[Page], tuple]], rounds: int = 2,
-                        steps: Sequence[float] = SECTION_BIAS_STEPS) -> tuple[dict[str, float], list[float]]:
+                        steps: Sequence[float] = SECTION_BIAS_STEPS,
+                        start: dict[str, float] | None = None) -> tuple[dict[str, float], list[float]]:
     """Per-label section biases (added to a label's log-probabilities before the section decoding) by
     coordinate ascent on the section macro-F1 of ``outputs`` (:func:`model_outputs` of pages with gold
     sections): ``rounds`` passes over the labels, each label moved by the step of ``steps`` that raises the
-    score most, if any does. Returns the biases (labels left at 0 omitted) and the score after each round,
-    the unbiased score first."""
+    score most, if any does, from ``start`` (default: none). Returns the biases (labels left at 0 omitted) and
+    the score after each round, the score at ``start`` first."""
     from data.labels import SECTION_TAGS
 
     pages = [p for block, _ in outputs for p in block]
@@ -106,7 +107,7 @@ def choose_section_bias(tagger: Tagger, outputs: list[tuple[list[Page], tuple]],
         recs = decode_all(tagger, outputs, section_bias=bias, with_entities=False)  # only sections are scored
         return dev_scores(pages, recs, types)["flat"].get("section_macro_f1", 0.0)
 
-    bias: dict[str, float] = {}
+    bias: dict[str, float] = dict(start or {})
     best = score(bias)
     history = [best]
     for _ in range(rounds):
@@ -119,18 +120,54 @@ def choose_section_bias(tagger: Tagger, outputs: list[tuple[list[Page], tuple]],
     return {k: v for k, v in bias.items() if v}, history
 
 
+def choose_section_once(tagger: Tagger, outputs: list[tuple[list[Page], tuple]],
+                        candidates: Sequence[Sequence[str]], rounds: int = 2) -> dict:
+    """Of ``candidates`` (lists of section labels that a page has at most one section of: ``[]`` for no such
+    rule, ``["title"]`` for one title a page), the one whose decoding of ``outputs`` scores the best section
+    macro-F1, each with its own section biases (:func:`choose_section_bias`, ``rounds`` rounds from none; 0:
+    the Tagger's own biases, kept). Ties
+    go to the rule with fewer labels, then the earlier one. The Tagger is left decoding with the winner.
+    Returns ``section_once``, its ``section_label_bias`` and their history, and ``section_once_dev_macro_f1``
+    (each candidate's final score)."""
+    from model.crf import check_section_once
+
+    cands = list(dict.fromkeys(tuple(check_section_once(c)) for c in candidates))
+    if not cands:
+        raise ValueError("no section_once candidate to try")
+    results = []
+    for k, c in enumerate(cands):
+        tagger.set_section_once(c)
+        bias, history = choose_section_bias(tagger, outputs, rounds, start=None if rounds else tagger.section_bias)
+        results.append(((round(history[-1], 9), -len(c), -k), c, bias, history))
+    _, once, bias, history = max(results, key=lambda r: r[0])
+    tagger.set_section_once(once)
+    return {"section_once": list(once), "section_label_bias": bias, "section_bias_dev_macro_f1": history,
+            "section_once_dev_macro_f1": {",".join(c) or "none": round(r[0], 6) for r, c, *_ in results}}
+
+
 def apply_calibration(config, tagger: Tagger, outputs, outside_bias_grid: Sequence[float] | None,
-                      section_bias_rounds: int) -> dict:
+                      section_bias_rounds: int, section_once_candidates: Sequence[Sequence[str]] | None = None) -> dict:
     """Choose the biases on ``outputs`` (what the pages allow) and write them into ``config``; returns a
     summary: ``ner_outside_bias`` and the dev entity micro-F1 of each bias, ``section_label_bias`` and the
-    dev section macro-F1 before and after each round."""
+    dev section macro-F1 before and after each round, and with ``section_once_candidates`` the
+    ``section_once`` rule chosen among them (:func:`choose_section_once`) and each one's dev section macro-F1."""
     pages = [p for block, _ in outputs for p in block]
     done: dict = {}
     if outside_bias_grid and any(p.ner_regions for p in pages):
         best, f1 = choose_outside_bias(tagger, outputs, outside_bias_grid)
         config.ner_outside_bias = best
         done.update(ner_outside_bias=best, ner_outside_bias_dev_f1={f"{b:g}": round(v, 6) for b, v in f1.items()})
-    if section_bias_rounds > 0 and any(p.sections is not None for p in pages):
+    if not any(p.sections is not None for p in pages):
+        return done
+    if section_once_candidates:
+        chosen = choose_section_once(tagger, outputs, section_once_candidates, section_bias_rounds)
+        config.section_once = chosen["section_once"] or None
+        done.update(section_once=chosen["section_once"], section_once_dev_macro_f1=chosen["section_once_dev_macro_f1"])
+        if section_bias_rounds > 0:
+            config.section_label_bias = chosen["section_label_bias"] or None
+            done.update(section_label_bias=chosen["section_label_bias"],
+                        section_bias_dev_macro_f1=[round(v, 6) for v in chosen["section_bias_dev_macro_f1"]])
+    elif section_bias_rounds > 0:
         bias, history = choose_section_bias(tagger, outputs, section_bias_rounds)
         config.section_label_bias = bias or None
         done.update(section_label_bias=bias, section_bias_dev_macro_f1=[round(v, 6) for v in history])
@@ -310,7 +347,8 @@ class JointTrainer(Trainer):
             model.train(was_training)
 
     def calibrate(self, outside_bias_grid: Sequence[float] | None, section_bias_rounds: int,
-                  pages: Sequence[Page] | None = None) -> dict:
+                  pages: Sequence[Page] | None = None,
+                  section_once_candidates: Sequence[Sequence[str]] | None = None) -> dict:
         """Decode-time biases chosen on the dev pages with the model being trained (one pass of the model):
         the NER outside bias of ``outside_bias_grid`` (:func:`choose_outside_bias`, where the pages have
         entities) and per-label section biases (:func:`choose_section_bias`, ``section_bias_rounds`` > 0,
@@ -318,7 +356,8 @@ class JointTrainer(Trainer):
         ``section_label_bias``), which every later Tagger reads. Returns what was chosen and measured."""
         pages = list(pages if pages is not None else self.eval_dataset)
         tagger, outputs = self._run_tagger(lambda t: (t, model_outputs(t, pages)), outside_bias=0.0, section_bias={})
-        return apply_calibration(tagger.model.config, tagger, outputs, outside_bias_grid, section_bias_rounds)
+        return apply_calibration(tagger.model.config, tagger, outputs, outside_bias_grid, section_bias_rounds,
+                                 section_once_candidates)
 
     def _dev_scores(self, pages: Sequence[Page]) -> tuple[dict, int]:
         """:func:`dev_scores` of the model as it is now over ``pages``, and how many passes it made."""
