@@ -65,3 +65,67 @@ def test_calibrate_errors_exit_2(tiny_model_dir, tmp_path, capsys):
         with pytest.raises(SystemExit) as exc:
             main(["--model", str(tiny_model_dir), *bad])
         assert exc.value.code == 2
+
+
+def test_choose_section_once_keeps_the_best_rule_with_its_own_biases(monkeypatch):
+    """choose_section_once: every rule is scored with the section biases chosen under it, the best kept
+    (ties: fewer labels, then the earlier), and the Tagger is left decoding with it."""
+    import train.trainer as trainer
+
+    class FakeTagger:  # only what the choice touches: the rule in force, and its biases
+        section_bias: dict = {}
+
+        def __init__(self):
+            self.section_once, self.calls = [], []
+
+        def set_section_once(self, labels):
+            self.section_once = list(labels or [])
+            self.calls.append(tuple(self.section_once))
+
+    scores = {(): 0.90, ("title",): 0.93, ("title", "byline"): 0.93, ("tags",): 0.95}
+
+    def fake_bias(tagger, outputs, rounds, start=None):
+        got = scores[tuple(tagger.section_once)]
+        return {"title": len(tagger.section_once)}, [got - 0.01] * rounds + [got]
+
+    monkeypatch.setattr(trainer, "choose_section_bias", fake_bias)
+    tagger = FakeTagger()
+    got = trainer.choose_section_once(tagger, [], [[], ["title", "byline"], ["title"], ["title"]], rounds=2)
+    assert got["section_once"] == ["title"] and tagger.section_once == ["title"]  # the tie went to fewer labels
+    assert got["section_once_dev_macro_f1"] == {"none": 0.9, "title,byline": 0.93, "title": 0.93}  # each once
+    assert got["section_label_bias"] == {"title": 1} and got["section_bias_dev_macro_f1"][-1] == 0.93
+    tagger = FakeTagger()
+    assert trainer.choose_section_once(tagger, [], [["title"], ["tags"], []])["section_once"] == ["tags"]
+    assert tagger.section_once == ["tags"]
+    assert trainer.choose_section_once(FakeTagger(), [], [[]])["section_once"] == []
+    with pytest.raises(ValueError, match="titel"):
+        trainer.choose_section_once(FakeTagger(), [], [["titel"]])
+    with pytest.raises(ValueError, match="no section_once candidate"):
+        trainer.choose_section_once(FakeTagger(), [], [])
+
+
+def test_calibrate_chooses_section_once_and_the_tagger_keeps_to_it(tiny_model_dir, tmp_path, capsys):
+    """--section-once 'title;none': both rules scored on dev, each with its own biases; the kept one (ties:
+    no rule) is saved as config.section_once and reproduces its dev score; a bad label is a usage error."""
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, model)
+    _, dev = _dev(model)
+    assert main(["--model", str(model), "--grid=0", "--section-once", "title;none"]) == 0
+    out = capsys.readouterr().out
+    assert "one section a page, on dev: title: " in out
+    cal = json.loads((model / "calibration.json").read_text())
+    once = cal["section_once_dev_macro_f1"]
+    assert sorted(once) == ["none", "title"]
+    kept = ["title"] if once["title"] > once["none"] else []
+    assert cal["section_once"] == kept and cal["section_bias_dev_macro_f1"][-1] == pytest.approx(once[",".join(kept) or "none"])
+    saved = json.loads((model / "config.json").read_text())
+    assert (saved["section_once"] or []) == kept and (saved["section_label_bias"] or {}) == cal["section_label_bias"]
+    tagger = Tagger.from_pretrained(model, device="cpu")
+    assert tagger.section_once == kept
+    got = dev_scores(dev, list(tagger.tag(dev)), tagger.entity_types)["flat"]
+    assert got["section_macro_f1"] == pytest.approx(once[",".join(kept) or "none"], abs=1e-6)
+    for bad in ("titel", "title;body"):
+        with pytest.raises(SystemExit) as exc:
+            main(["--model", str(model), "--section-once", bad])
+        assert exc.value.code == 2
+    assert "section_once" in capsys.readouterr().err

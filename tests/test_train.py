@@ -186,6 +186,9 @@ def test_entity_regions_mask_ner_loss_outside(tiny):
     ("training.streams=3", "training.streams"),
     ("training.outside_bias_grid=[0, .nan]", "training.outside_bias_grid"),
     ("training.section_bias_rounds=-1", "training.section_bias_rounds"),
+    ("training.section_once_candidates=[[titel]]", "titel"),
+    ("training.section_once_candidates=[]", "training.section_once_candidates"),
+    ("training.section_once_candidates=[[body]]", "body"),
     ("training.average_checkpoints=1", "training.average_checkpoints"),
     ("training.average_checkpoints=-2", "training.average_checkpoints"),
     ("model.lexical_tags=true", "model.lexical_tags"),  # the tiny config has no lexical features
@@ -463,16 +466,18 @@ def test_section_bias_moves_lines_to_a_label_and_redecoding_equals_tagging(tiny)
 
 
 def test_biases_chosen_on_dev_are_saved_and_reproduced(data_files, tmp_path, capsys):
-    """training.outside_bias_grid and training.section_bias_rounds: every outside bias scored on dev, the
-    best kept; section biases only ever raise dev section macro-F1; both saved in the config, and the saved
-    model tags dev to exactly the final dev scores."""
+    """training.outside_bias_grid, training.section_bias_rounds and training.section_once_candidates: every
+    outside bias scored on dev, the best kept; each section_once rule scored with its own section biases, the
+    best kept (ties: fewer labels); section biases only ever raise dev section macro-F1; all saved in the
+    config, and the saved model tags dev to exactly the final dev scores."""
     cfg = tiny_config(tmp_path, *data_files)
     out = tmp_path / "model"
     grid = [0.0, 0.5, 2.0]
     assert main([str(cfg), *TINY_OVERRIDES, "training.num_train_epochs=2", "training.outside_bias_grid=[0, 0.5, 2]",
-                 "training.section_bias_rounds=1"]) == 0
+                 "training.section_bias_rounds=1", "training.section_once_candidates=[[title], []]"]) == 0
     err = capsys.readouterr().err
     assert "NER outside bias on dev: 0: " in err and "section label biases on dev: " in err
+    assert "one section a page, on dev: title: " in err
     metrics = json.loads((out / "metrics.json").read_text())
     f1 = {float(k): v for k, v in metrics["train"]["ner_outside_bias_dev_f1"].items()}
     assert sorted(f1) == grid
@@ -480,14 +485,19 @@ def test_biases_chosen_on_dev_are_saved_and_reproduced(data_files, tmp_path, cap
     assert f1[best] == max(f1.values())
     history = metrics["train"]["section_bias_dev_macro_f1"]
     assert len(history) == 2 and history[1] >= history[0]
+    once = metrics["train"]["section_once_dev_macro_f1"]
+    assert sorted(once) == ["none", "title"]
+    kept = "title" if once["title"] > once["none"] else "none"  # a tie keeps no rule
+    assert (metrics["train"]["section_once"] or ["none"]) == [kept] and once[kept] == pytest.approx(history[-1])
     saved = json.loads((out / "config.json").read_text())
     assert saved["ner_outside_bias"] == best
     assert (saved["section_label_bias"] or {}) == metrics["train"]["section_label_bias"]
+    assert (saved["section_once"] or ["none"]) == [kept]
     assert metrics["dev"]["entity_micro_f1"] == pytest.approx(f1[best], abs=1e-6)
     assert metrics["dev"]["section_macro_f1"] == pytest.approx(history[-1], abs=1e-6)
     dev = [_page(json.loads(line)) for line in data_files[1].read_text().splitlines() if line.strip()]
     tagger = Tagger.from_pretrained(out, device="cpu")
-    assert tagger.outside_bias == best
+    assert tagger.outside_bias == best and (tagger.section_once or ["none"]) == [kept]
     again = dev_scores(dev, list(tagger.tag(dev)), tagger.entity_types)["flat"]
     assert again["entity_micro_f1"] == pytest.approx(f1[best], abs=1e-6)
     assert again["section_macro_f1"] == pytest.approx(history[-1], abs=1e-6)
