@@ -92,6 +92,7 @@ def test_choose_section_once_keeps_the_best_rule_with_its_own_biases(monkeypatch
     tagger = FakeTagger()
     got = trainer.choose_section_once(tagger, [], [[], ["title", "byline"], ["title"], ["title"]], rounds=2)
     assert got["section_once"] == ["title"] and tagger.section_once == ["title"]  # the tie went to fewer labels
+    assert tagger.calls == [(), ("title", "byline"), ("title",), ("title",)]  # each rule once, then the winner
     assert got["section_once_dev_macro_f1"] == {"none": 0.9, "title,byline": 0.93, "title": 0.93}  # each once
     assert got["section_label_bias"] == {"title": 1} and got["section_bias_dev_macro_f1"][-1] == 0.93
     tagger = FakeTagger()

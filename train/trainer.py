@@ -125,10 +125,9 @@ def choose_section_once(tagger: Tagger, outputs: list[tuple[list[Page], tuple]],
     """Of ``candidates`` (lists of section labels that a page has at most one section of: ``[]`` for no such
     rule, ``["title"]`` for one title a page), the one whose decoding of ``outputs`` scores the best section
     macro-F1, each with its own section biases (:func:`choose_section_bias`, ``rounds`` rounds from none; 0:
-    the Tagger's own biases, kept). Ties
-    go to the rule with fewer labels, then the earlier one. The Tagger is left decoding with the winner.
-    Returns ``section_once``, its ``section_label_bias`` and their history, and ``section_once_dev_macro_f1``
-    (each candidate's final score)."""
+    the Tagger's own biases, kept). Ties go to the rule with fewer labels, then the earlier one. The Tagger is
+    left decoding with the winner. Returns ``section_once``, its ``section_label_bias`` and their history, and
+    ``section_once_dev_macro_f1`` (each candidate's final score)."""
     from model.crf import check_section_once
 
     cands = list(dict.fromkeys(tuple(check_section_once(c)) for c in candidates))
@@ -351,9 +350,11 @@ class JointTrainer(Trainer):
                   section_once_candidates: Sequence[Sequence[str]] | None = None) -> dict:
         """Decode-time biases chosen on the dev pages with the model being trained (one pass of the model):
         the NER outside bias of ``outside_bias_grid`` (:func:`choose_outside_bias`, where the pages have
-        entities) and per-label section biases (:func:`choose_section_bias`, ``section_bias_rounds`` > 0,
-        where they have sections). They go into the model config (``ner_outside_bias``,
-        ``section_label_bias``), which every later Tagger reads. Returns what was chosen and measured."""
+        entities), per-label section biases (:func:`choose_section_bias`, ``section_bias_rounds`` > 0, where they
+        have sections) and, with ``section_once_candidates``, the one-section-a-page rule
+        (:func:`choose_section_once`). They go into the model config (``ner_outside_bias``,
+        ``section_label_bias``, ``section_once``), which every later Tagger reads. Returns what was chosen and
+        measured."""
         pages = list(pages if pages is not None else self.eval_dataset)
         tagger, outputs = self._run_tagger(lambda t: (t, model_outputs(t, pages)), outside_bias=0.0, section_bias={})
         return apply_calibration(tagger.model.config, tagger, outputs, outside_bias_grid, section_bias_rounds,
