@@ -156,20 +156,17 @@ def apply_calibration(config, tagger: Tagger, outputs, outside_bias_grid: Sequen
         best, f1 = choose_outside_bias(tagger, outputs, outside_bias_grid)
         config.ner_outside_bias = best
         done.update(ner_outside_bias=best, ner_outside_bias_dev_f1={f"{b:g}": round(v, 6) for b, v in f1.items()})
-    if not any(p.sections is not None for p in pages):
+    if not any(p.sections is not None for p in pages) or not (section_once_candidates or section_bias_rounds > 0):
         return done
+    # without candidates, the Tagger's own rule is the one candidate: the same search, nothing to choose
+    chosen = choose_section_once(tagger, outputs, section_once_candidates or [tagger.section_once], section_bias_rounds)
     if section_once_candidates:
-        chosen = choose_section_once(tagger, outputs, section_once_candidates, section_bias_rounds)
         config.section_once = chosen["section_once"] or None
         done.update(section_once=chosen["section_once"], section_once_dev_macro_f1=chosen["section_once_dev_macro_f1"])
-        if section_bias_rounds > 0:
-            config.section_label_bias = chosen["section_label_bias"] or None
-            done.update(section_label_bias=chosen["section_label_bias"],
-                        section_bias_dev_macro_f1=[round(v, 6) for v in chosen["section_bias_dev_macro_f1"]])
-    elif section_bias_rounds > 0:
-        bias, history = choose_section_bias(tagger, outputs, section_bias_rounds)
-        config.section_label_bias = bias or None
-        done.update(section_label_bias=bias, section_bias_dev_macro_f1=[round(v, 6) for v in history])
+    if section_bias_rounds > 0:
+        config.section_label_bias = chosen["section_label_bias"] or None
+        done.update(section_label_bias=chosen["section_label_bias"],
+                    section_bias_dev_macro_f1=[round(v, 6) for v in chosen["section_bias_dev_macro_f1"]])
     return done
 
 
