@@ -206,8 +206,11 @@ def test_stream_and_overlap_options(tiny_model_dir, tmp_path, capsys):
     for rec, text in zip(records(tmp_path / "once.jsonl"), texts):
         assert_valid_result(rec, text)
         assert sum(s["label"] == "title" for s in rec["sections"]) <= 1
-    assert run(tiny_model_dir, inp, tmp_path / "none.jsonl", "--section-once", "none") == 0
-    assert (tmp_path / "none.jsonl").read_bytes() == outs["one"].read_bytes()  # the tiny model has no rule
+    # the tiny model has no rule, so "none" is its default: the same bytes, with the same batches (with other
+    # batches a score's last digit can differ: one fresh-clone CI run on an AVX2 machine, 2026-12-07)
+    assert run(tiny_model_dir, inp, tmp_path / "none.jsonl", "--batch-tokens", "64", "--streams", "1",
+               "--section-once", "none") == 0
+    assert (tmp_path / "none.jsonl").read_bytes() == outs["one"].read_bytes()
     capsys.readouterr()
     assert run(tiny_model_dir, inp, tmp_path / "bad2.jsonl", "--section-once", "titel") == 2
     assert "'titel'" in capsys.readouterr().err and not (tmp_path / "bad2.jsonl").exists()

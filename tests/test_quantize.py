@@ -24,7 +24,8 @@ needs_int8x3 = pytest.mark.skipif(not split_int8_available(),
 # oneDNN's u8 x s8 products are exact with VNNI or AMX; on a CPU with neither (AVX2 only) its kernel adds pairs
 # of products in 16 bits, which saturate (2026-12-07, AMD EPYC AVX2: 12% relative error on random inputs, a
 # row of +-1 weights times ones gave 0.15 for 10.07). The Tagger takes these products only with AMX
-# (quantize_encoder), so only the tests that force them onto this CPU (the amx fixture) need this.
+# (quantize_encoder), so only the tests that run them on this CPU anyway (directly, or through the amx
+# fixture) and check their precision need this.
 needs_exact_int8 = pytest.mark.skipif(
     not cpu_flags() & {"avx512_vnni", "avx_vnni", "amx_int8"},
     reason="oneDNN's int8 products saturate on a CPU without VNNI or AMX (AVX2 only), as this one: "
