@@ -216,7 +216,8 @@ def test_stream_and_overlap_options(tiny_model_dir, tmp_path, capsys):
     assert "'titel'" in capsys.readouterr().err and not (tmp_path / "bad2.jsonl").exists()
     # --outside-bias: 0 is the tiny model's own (no bias chosen); a large negative bias leaves no entity,
     # a large positive one puts every word in one; not a number: exit 2
-    assert run(tiny_model_dir, inp, tmp_path / "b0.jsonl", "--outside-bias", "0") == 0
+    same = ("--batch-tokens", "64", "--streams", "1")  # the batches of outs["one"]
+    assert run(tiny_model_dir, inp, tmp_path / "b0.jsonl", *same, "--outside-bias", "0") == 0
     assert (tmp_path / "b0.jsonl").read_bytes() == outs["one"].read_bytes()
     assert run(tiny_model_dir, inp, tmp_path / "neg.jsonl", "--outside-bias", "-50") == 0
     assert all(not r["entities"] for r in records(tmp_path / "neg.jsonl"))
@@ -234,7 +235,7 @@ def test_stream_and_overlap_options(tiny_model_dir, tmp_path, capsys):
     for rec, text in zip(records(tmp_path / "rel.jsonl"), texts):
         assert_valid_result(rec, text)
         assert {s["label"] for s in rec["sections"]} <= {"related"}
-    assert run(tiny_model_dir, inp, tmp_path / "sb0.jsonl", "--section-bias", "none") == 0
+    assert run(tiny_model_dir, inp, tmp_path / "sb0.jsonl", *same, "--section-bias", "none") == 0
     assert (tmp_path / "sb0.jsonl").read_bytes() == outs["one"].read_bytes()
     for bad in ("titel=1", "title", "title=x"):
         with pytest.raises(SystemExit) as exc:
