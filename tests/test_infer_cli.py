@@ -208,15 +208,14 @@ def test_stream_and_overlap_options(tiny_model_dir, tmp_path, capsys):
         assert sum(s["label"] == "title" for s in rec["sections"]) <= 1
     # the tiny model has no rule, so "none" is its default: the same bytes, with the same batches (with other
     # batches a score's last digit can differ: one fresh-clone CI run on an AVX2 machine, 2026-12-07)
-    assert run(tiny_model_dir, inp, tmp_path / "none.jsonl", "--batch-tokens", "64", "--streams", "1",
-               "--section-once", "none") == 0
+    same = ("--batch-tokens", "64", "--streams", "1")  # the batches of outs["one"]
+    assert run(tiny_model_dir, inp, tmp_path / "none.jsonl", *same, "--section-once", "none") == 0
     assert (tmp_path / "none.jsonl").read_bytes() == outs["one"].read_bytes()
     capsys.readouterr()
     assert run(tiny_model_dir, inp, tmp_path / "bad2.jsonl", "--section-once", "titel") == 2
     assert "'titel'" in capsys.readouterr().err and not (tmp_path / "bad2.jsonl").exists()
     # --outside-bias: 0 is the tiny model's own (no bias chosen); a large negative bias leaves no entity,
     # a large positive one puts every word in one; not a number: exit 2
-    same = ("--batch-tokens", "64", "--streams", "1")  # the batches of outs["one"]
     assert run(tiny_model_dir, inp, tmp_path / "b0.jsonl", *same, "--outside-bias", "0") == 0
     assert (tmp_path / "b0.jsonl").read_bytes() == outs["one"].read_bytes()
     assert run(tiny_model_dir, inp, tmp_path / "neg.jsonl", "--outside-bias", "-50") == 0
