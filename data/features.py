@@ -123,7 +123,7 @@ class PageEncoder:
                  lexical_window: int = 0, windows: str = "lines", line_buckets: int = 0,
                  word_clusters: dict[str, list[int]] | None = None, line_topic: bool = False,
                  line_cluster_level: int | None = None, line_repeats: int = 0, line_bare_words: bool = False,
-                 line_blocks: bool = False):
+                 line_blocks: bool = False, word_gazetteer: dict[str, str] | None = None):
         self.tokenizer = tokenizer
         self.body = max_length - 2
         if self.body < 8:
@@ -153,6 +153,8 @@ class PageEncoder:
         if line_cluster_level is not None and not (word_clusters and 0 <= line_cluster_level < self.n_cluster_keys):
             raise ValueError(f"line_cluster_level {line_cluster_level!r} needs word clusters with that many levels")
         self.line_cluster_level = line_cluster_level
+        # word -> silver gazetteer code (JointModel.word_gazetteer, train.gazetteer): one more lexical key
+        self.word_gazetteer = word_gazetteer or None
         if windows not in WINDOW_PLANS:
             raise ValueError(f"windows {windows!r}: use one of {', '.join(WINDOW_PLANS)}")
         self.windows = windows
@@ -163,7 +165,13 @@ class PageEncoder:
         """The encoder a joint model was trained with: same window, stride and lexical features
         (``stride``/``windows`` may be overridden: training windows need no overlap). A model with word
         clusters (``config.lexical_clusters``) needs them too: ``word_clusters=model.word_clusters``,
-        or use :meth:`for_model`."""
+        or use :meth:`for_model`; so does a model with a silver gazetteer (``config.lexical_gazetteer``:
+        ``word_gazetteer=model.word_gazetteer``)."""
+        if getattr(config, "lexical_gazetteer", False) and not kwargs.get("word_gazetteer"):
+            raise ValueError("this model's lexical features include a silver gazetteer (config.lexical_gazetteer): "
+                             "use PageEncoder.for_model(tokenizer, model)")
+        if kwargs.get("word_gazetteer") and not getattr(config, "lexical_gazetteer", False):
+            raise ValueError("word_gazetteer given, but the config has no lexical_gazetteer")
         sizes = getattr(config, "lexical_clusters", None)
         clusters = kwargs.get("word_clusters")
         if sizes and not clusters:
@@ -190,8 +198,9 @@ class PageEncoder:
 
     @classmethod
     def for_model(cls, tokenizer, model, **kwargs) -> "PageEncoder":
-        """:meth:`from_config` with the model's own word clusters, if it has any."""
+        """:meth:`from_config` with the model's own word clusters and gazetteer, if it has them."""
         kwargs.setdefault("word_clusters", getattr(model, "word_clusters", None))
+        kwargs.setdefault("word_gazetteer", getattr(model, "word_gazetteer", None))
         return cls.from_config(tokenizer, model.config, **kwargs)
 
     # -- subwords ---------------------------------------------------------------------------
@@ -212,12 +221,14 @@ class PageEncoder:
         return [cache[w] for w in word_strings]
 
     def lexical_hashes(self, word_strings: list[str]) -> np.ndarray:
-        """CRC32 of each word's lexical keys (and its cluster keys), ``(n_words, LEXICAL_FEATURES + one per
-        cluster granularity)``: see :func:`lexical_keys`."""
+        """CRC32 of each word's lexical keys (and its cluster keys, and its gazetteer key), ``(n_words,
+        LEXICAL_FEATURES + one per cluster granularity + one with a gazetteer)``: see :func:`lexical_keys`."""
         cache = self._lex_cache
         if len(cache) > self._cache_size:
             cache.clear()
-        out = np.empty((len(word_strings), LEXICAL_FEATURES + self.n_cluster_keys), dtype=np.int64)
+        gazetteer = self.word_gazetteer
+        out = np.empty((len(word_strings), LEXICAL_FEATURES + self.n_cluster_keys + (gazetteer is not None)),
+                       dtype=np.int64)
         clusters = self.word_clusters
         for i, w in enumerate(word_strings):
             ids = cache.get(w)
@@ -227,6 +238,8 @@ class PageEncoder:
                 if clusters is not None:
                     c = clusters.get(n)
                     keys += tuple(f"c{j}:{c[j] if c is not None else '-'}" for j in range(self.n_cluster_keys))
+                if gazetteer is not None:
+                    keys += (f"g:{gazetteer.get(n, '-')}",)
                 ids = cache[w] = tuple(zlib.crc32(k.encode("utf-8")) for k in keys)
             out[i] = ids
         return out

@@ -25,6 +25,7 @@ from model.crf import LinearChainCRF, check_outside_bias, check_section_bias, ch
 # log(1 + word count) (titles are short, bodies long; a mean alone hides the length).
 LINE_POOLINGS = ("mean", "mean+first+length")
 CLUSTERS_FILE = "word_clusters.json"
+GAZETTEER_FILE = "word_gazetteer.json"
 
 
 def load_word_clusters(name_or_path, sizes: list[int]) -> dict[str, list[int]]:
@@ -59,6 +60,35 @@ def read_word_clusters(path, sizes: list[int] | None = None) -> tuple[list[int],
     return found, words
 
 
+def load_word_gazetteer(name_or_path) -> dict[str, str]:
+    """The word -> gazetteer code map saved beside a model's weights (a folder or a hub name); a missing
+    or broken file is an error naming it."""
+    from transformers.utils import cached_file
+
+    path = cached_file(str(name_or_path), GAZETTEER_FILE, _raise_exceptions_for_missing_entries=False)
+    if path is None:
+        raise OSError(f"{name_or_path}: the model reads a silver gazetteer (config.lexical_gazetteer) but has no "
+                      f"{GAZETTEER_FILE}")
+    return read_gazetteer(path)
+
+
+def read_gazetteer(path) -> dict[str, str]:
+    """word -> code of a gazetteer file (``python -m train.gazetteer``'s ``gazetteer.json`` or a model's
+    :data:`GAZETTEER_FILE`); a missing file is an OSError, a broken one a ValueError, each naming it."""
+    import json
+
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        words = data["words"]
+        if not isinstance(words, dict) or not all(isinstance(k, str) and isinstance(v, str) and v
+                                                  for k, v in words.items()):
+            raise ValueError("'words' must map each word to a non-empty code string")
+    except (ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: not a gazetteer file: {err}") from None
+    return words
+
+
 class JointConfig(PreTrainedConfig):
     """Holds the encoder's config, both label maps (NER tags in ``id2label``, section tags in
     ``section_labels``) and the windowing the model was trained with."""
@@ -75,7 +105,8 @@ class JointConfig(PreTrainedConfig):
                  lexical_clusters: list[int] | None = None, line_topic: bool = False,
                  section_once: list[str] | None = None, line_clusters: int = 0, ner_outside_bias: float = 0.0,
                  section_label_bias: dict[str, float] | None = None, line_repeats: int = 0,
-                 line_bare_words: bool = False, line_blocks: bool = False, **kwargs):
+                 line_bare_words: bool = False, line_blocks: bool = False, lexical_gazetteer: bool = False,
+                 **kwargs):
         if line_pooling not in LINE_POOLINGS:
             raise ValueError(f"line_pooling {line_pooling!r}: use one of {', '.join(LINE_POOLINGS)}")
         if isinstance(encoder, PreTrainedConfig):
@@ -121,6 +152,9 @@ class JointConfig(PreTrainedConfig):
         # Word clusters of static word vectors at these granularities, as extra lexical keys
         # (data.features.PageEncoder); the word -> cluster map is saved beside the weights (CLUSTERS_FILE).
         self.lexical_clusters = list(lexical_clusters) if lexical_clusters else None
+        # A silver gazetteer code per word (train.gazetteer: what a CRF tags the word as in unlabelled news) as
+        # one more lexical key; the word -> code map is saved beside the weights (GAZETTEER_FILE).
+        self.lexical_gazetteer = bool(lexical_gazetteer)
         # A linear-chain CRF over each page's B-/I- section tags (Viterbi over the lines at inference).
         self.section_crf = bool(section_crf)
         # Section labels that a page has at most one section of (e.g. [title]): the Tagger's Viterbi over
@@ -201,18 +235,25 @@ class JointModel(PreTrainedModel):
 
     # -- the word -> cluster map of config.lexical_clusters travels with the weights ----------
     word_clusters: dict[str, list[int]] | None = None
+    # -- and so does the word -> code map of config.lexical_gazetteer ---------------------------------
+    word_gazetteer: dict[str, str] | None = None
 
     def save_pretrained(self, save_directory, *args, **kwargs):
         super().save_pretrained(save_directory, *args, **kwargs)
         is_main = kwargs.get("is_main_process", args[0] if args else True)
-        if self.word_clusters and is_main:
-            import json
-            from pathlib import Path
+        if not is_main:
+            return
+        import json
+        from pathlib import Path
 
-            path = Path(save_directory) / CLUSTERS_FILE
+        for name, data in ((CLUSTERS_FILE, {"sizes": self.config.lexical_clusters, "words": self.word_clusters}
+                            if self.word_clusters else None),
+                           (GAZETTEER_FILE, {"words": self.word_gazetteer} if self.word_gazetteer else None)):
+            if data is None:
+                continue
+            path = Path(save_directory) / name
             tmp = path.with_name(path.name + ".tmp")
-            tmp.write_text(json.dumps({"sizes": self.config.lexical_clusters, "words": self.word_clusters},
-                                      ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
+            tmp.write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":")), encoding="utf-8")
             tmp.replace(path)
 
     @classmethod
@@ -220,6 +261,8 @@ class JointModel(PreTrainedModel):
         model = super().from_pretrained(pretrained_model_name_or_path, *args, **kwargs)
         if getattr(model.config, "lexical_clusters", None):
             model.word_clusters = load_word_clusters(pretrained_model_name_or_path, model.config.lexical_clusters)
+        if getattr(model.config, "lexical_gazetteer", False):
+            model.word_gazetteer = load_word_gazetteer(pretrained_model_name_or_path)
         return model
 
     def _init_weights(self, module):

@@ -65,6 +65,8 @@ def parse(argv: list[str]) -> RunConfig:
                               "model.lexical_buckets and model.lexical_vectors too")
         if any(k < 2 for k in cfg.model.lexical_clusters):
             raise ConfigError(f"model.lexical_clusters: {cfg.model.lexical_clusters}: each size must be at least 2")
+    if cfg.model.lexical_gazetteer and not cfg.model.lexical_buckets:
+        raise ConfigError("model.lexical_gazetteer: gazetteer codes are lexical keys; set model.lexical_buckets too")
     if cfg.model.line_tags and not cfg.model.line_buckets:
         raise ConfigError("model.line_tags: the tag scores are per line feature; set model.line_buckets too")
     if cfg.model.line_topic and not cfg.model.line_buckets:
@@ -262,8 +264,11 @@ def make_model(cfg: RunConfig, tokenizer, types: list[str], checkpoint: str | No
         head["lexical_tags"] = m.lexical_tags
         if m.lexical_clusters:
             head["lexical_clusters"] = list(m.lexical_clusters)
+        if m.lexical_gazetteer:
+            head["lexical_gazetteer"] = True
     if m.encoder:
-        model = init_lexical(JointModel.from_encoder(m.encoder, tags, **head), m.lexical_vectors, checkpoint)
+        model = init_lexical(JointModel.from_encoder(m.encoder, tags, **head), m.lexical_vectors, checkpoint,
+                             m.lexical_gazetteer)
         limit = model.config.encoder_config.max_position_embeddings
         if m.window_length > limit:
             raise ConfigError(f"model.window_length: {m.window_length} is over the encoder's {limit} positions")
@@ -277,13 +282,25 @@ def make_model(cfg: RunConfig, tokenizer, types: list[str], checkpoint: str | No
                      max_position_embeddings=m.window_length, pad_token_id=tokenizer.pad_token_id)
     config = JointConfig(encoder=enc, id2label=dict(enumerate(tags)), label2id={t: i for i, t in enumerate(tags)},
                          **head)
-    return init_lexical(JointModel(config), m.lexical_vectors, checkpoint)
+    return init_lexical(JointModel(config), m.lexical_vectors, checkpoint, m.lexical_gazetteer)
 
 
-def init_lexical(model: JointModel, vectors: str | None, checkpoint: str | None = None) -> JointModel:
+def init_lexical(model: JointModel, vectors: str | None, checkpoint: str | None = None,
+                 gazetteer: str | None = None) -> JointModel:
     """Start the hashed lexical table from static word vectors (``python -m train.embeddings``), and
     cluster their words (``config.lexical_clusters``), or, when resuming ``checkpoint``, read the map
-    that the checkpoint was trained with (a missing or broken file is a ConfigError naming it)."""
+    that the checkpoint was trained with (a missing or broken file is a ConfigError naming it). Read
+    the silver gazetteer (``config.lexical_gazetteer``) from ``gazetteer``, or from the checkpoint."""
+    if model.config.lexical_gazetteer:
+        from model.modeling import load_word_gazetteer, read_gazetteer
+
+        try:
+            model.word_gazetteer = (load_word_gazetteer(checkpoint) if checkpoint is not None
+                                    else read_gazetteer(gazetteer))
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"{'resuming ' + checkpoint if checkpoint is not None else 'model.lexical_gazetteer'}: "
+                              f"{err}") from None
+        print(f"silver gazetteer: {len(model.word_gazetteer)} words", file=sys.stderr)
     if vectors and model.config.lexical_buckets:
         from gensim.models import KeyedVectors
 

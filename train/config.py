@@ -140,6 +140,9 @@ class ModelConfig:
     lexical_clusters: list[int] | None = field(default=None, metadata={
         "help": "k-means clusters of model.lexical_vectors at these sizes (e.g. [64, 256, 1024]) as extra lexical "
                 "keys of each word; the word -> cluster map is saved with the model"})
+    lexical_gazetteer: str | None = field(default=None, metadata={
+        "help": "a silver gazetteer (python -m train.gazetteer OUT/gazetteer.json): each word's code, what a CRF "
+                "tags it as in unlabelled news, as one more lexical key; the word -> code map is saved with the model"})
     entity_types: list[str] | None = field(default=None, metadata={
         "help": "NER types; default: the types found in the training data"})
 
@@ -390,6 +393,8 @@ def check_paths(cfg: RunConfig) -> None:
             raise ConfigError(f"{key}: folder {name!r} does not exist")
     if cfg.model.lexical_vectors and not Path(cfg.model.lexical_vectors).exists():
         raise ConfigError(f"model.lexical_vectors: path {cfg.model.lexical_vectors!r} does not exist")
+    if cfg.model.lexical_gazetteer and not Path(cfg.model.lexical_gazetteer).exists():
+        raise ConfigError(f"model.lexical_gazetteer: path {cfg.model.lexical_gazetteer!r} does not exist")
     if not cfg.data.train:
         raise ConfigError("data.train: no training source given")
 
