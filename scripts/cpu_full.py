@@ -3,8 +3,9 @@
     python scripts/cpu_full.py [--out runs/cpu-full] [--shared ../shared/datasets] [key=value ...]
 
 1. static word vectors (word2vec) on SaudiNewsNet (reserved days excluded) + ANERcorp train text, and a
-   silver gazetteer: the CRF baseline, fitted on ANERcorp train (its dev part left out), tags 4M words of
-   SaudiNewsNet, and each word's share of entity tags becomes a lexical key (train.gazetteer)
+   silver gazetteer: a CRF (the baseline's features and the vectors' clusters), fitted on ANERcorp train
+   (its dev part left out), tags 4M words of SaudiNewsNet, and each word's share of entity tags becomes a
+   lexical key (train.gazetteer)
 2. joint training from scratch (configs/cpu-full.yaml; extra key=value overrides go to it); resumes
    from its last checkpoint
 3. evaluation pages on held-out templates (restored ANERcorp test bodies + reserved news days)
@@ -53,7 +54,7 @@ def main(argv: list[str] | None = None) -> int:
     run("1/5 word vectors", "train.embeddings", "--news", news, "--conll", train, "--dim", 64,
         "--out", out / "vectors")
     run("1/5 silver gazetteer", "train.gazetteer", "--conll", train, "--news", news, "--words", 4_000_000,
-        "--out", out / "gazetteer")
+        "--vectors", out / "vectors" / "vectors.kv", "--out", out / "gazetteer")
     run("2/5 joint training", "train", "configs/cpu-full.yaml", f"output_dir={out / 'model'}",
         f"model.lexical_vectors={out / 'vectors' / 'vectors.kv'}",
         f"model.lexical_gazetteer={out / 'gazetteer' / 'gazetteer.json'}", *args.overrides)

@@ -19,7 +19,7 @@ from model import train_wordpiece
 from model.modeling import GAZETTEER_FILE
 from train.__main__ import make_model
 from train.config import RunConfig, load_config
-from train.gazetteer import build, codes, count_tags, main, train_sentences, word_code
+from train.gazetteer import build, codes, count_tags, main, tagger_features, train_sentences, word_code
 
 
 def test_codes_follow_the_share_of_entity_tags_in_bands():
@@ -36,6 +36,15 @@ def test_codes_follow_the_share_of_entity_tags_in_bands():
     assert got["محمد"] == "PERS:hi" and "الرياض" not in got  # seen once
     with pytest.raises(ValueError, match="2 words but 1 tags"):
         count_tags([(["a", "b"], ["O"])])
+
+
+def test_tagger_features_add_the_clusters_of_the_word_and_its_neighbours():
+    cl = {"قال": [1, 10, 100], "الرئيس": [2, 20, 200]}
+    plain = tagger_features(["قال", "الرئيس", "رامي"])
+    feats = tagger_features(["قال", "الرئيس", "رامي"], cl)
+    assert "c0" not in plain[0] and all(set(p) <= set(f) for p, f in zip(plain, feats))
+    assert (feats[0]["c0"], feats[0]["c1"], feats[0]["c2"], feats[0]["1:c1"]) == ("1", "10", "100", "20")
+    assert feats[2]["c1"] == "-" and feats[2]["-1:c1"] == "20" and "1:c1" not in feats[2]
 
 
 def _conll(path, sentences):
