@@ -207,3 +207,26 @@ def split_int8_linears(module: nn.Module, terms: int = 3) -> nn.Module:
         else:
             split_int8_linears(child, terms)
     return module
+
+
+def _full_range_forward(self, x: torch.Tensor) -> torch.Tensor:
+    return torch.ops.quantized.linear_dynamic(x, self._packed_params._packed_params, reduce_range=False).to(x.dtype)
+
+
+def full_range_int8(module: nn.Module) -> int:
+    """Make torch.ao's dynamic int8 Linear layers (fbgemm) quantise their inputs to all 8 bits, not 7
+    (``reduce_range=True``, torch.ao's choice, keeps AVX2's 16-bit pair sums from saturating; VNNI sums in 32
+    bits). Only for a CPU with VNNI. Base random model, 24 bench pages, against the float32 Tagger
+    (2026-12-07, AMD EPYC Zen 4 with avx512_vnni): per-channel weights and 8-bit inputs agree on 92.2% of
+    the entities, 7-bit on 87.5%, torch.ao's default (per-tensor weights, 7-bit) 84.0%; speed 2.44x against
+    2.54x and 2.67x float32's. Returns the number of layers changed."""
+    import types
+
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    n = 0
+    for m in module.modules():
+        if isinstance(m, DynamicLinear) and m._packed_params.dtype == torch.qint8:
+            m.forward = types.MethodType(_full_range_forward, m)
+            n += 1
+    return n

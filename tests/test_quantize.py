@@ -178,6 +178,34 @@ def test_int8_runs_on_onednn_without_torch_ao(tiny, monkeypatch):
             assert [r["id"] for r in old.tag(synthetic_pages(2, seed=5))]
 
 
+def test_int8_on_fbgemm_has_per_channel_weights_and_8_bit_inputs_with_vnni(tiny, monkeypatch):
+    """quantize="int8" without AMX: torch.ao's dynamic int8 Linear layers with one weight scale per output
+    channel, and, where the CPU has VNNI (32-bit sums), inputs on all 8 bits instead of torch.ao's 7: the
+    encoder's states come closer to float32's. Without VNNI the 7 bits stay (AVX2's 16-bit sums)."""
+    import infer.tagger as tagger_module
+    from torch.ao.nn.quantized.dynamic import Linear as DynamicLinear
+
+    model, tok = tiny
+    ids, mask = padded_ids(model, 3, [40, 25], 40)
+    keep = mask.bool()
+    with torch.inference_mode():
+        want = model.encoder(input_ids=ids, attention_mask=mask).last_hidden_state[keep]
+    errs = {}
+    for flags in ({"avx2"}, {"avx2", "avx512_vnni"}):
+        monkeypatch.setattr(tagger_module, "cpu_flags", lambda: flags)
+        monkeypatch.setattr(tagger_module, "split_int8_available", lambda: False)
+        enc = Tagger(model, tok, device="cpu", quantize="int8").model.encoder
+        layers = [m for m in enc.modules() if isinstance(m, DynamicLinear)]
+        assert layers and all(m.weight().qscheme() == torch.per_channel_affine for m in layers)
+        assert all(("forward" in vars(m)) == ("avx512_vnni" in flags) for m in layers)  # 8-bit inputs only with VNNI
+        with torch.inference_mode():
+            got = enc(input_ids=ids, attention_mask=mask).last_hidden_state[keep]
+        errs["vnni" if "avx512_vnni" in flags else "avx2"] = ((got - want).norm() / want.norm()).item()
+    assert 1e-4 < errs["avx2"] < 0.1, errs
+    if cpu_flags() & {"avx512_vnni", "avx_vnni"}:  # on this CPU fbgemm really sums in 32 bits
+        assert errs["vnni"] < errs["avx2"] * 0.8, errs
+
+
 def test_keep_malloc_pages_stops_page_faults_on_reallocation():
     """After keep_malloc_pages freed 64 MB buffers' pages are reused, not mapped and faulted in again at
     every allocation; TAGGER_KEEP_MALLOC_PAGES=0 leaves malloc as it was."""
