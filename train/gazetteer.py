@@ -122,14 +122,19 @@ def tagger_features(tokens: Sequence[str], clusters: dict[str, list[int]] | None
 
 
 def train_sentences(conll: str, sentences_per_doc: int = 8, dev_fraction: float = 0.1) -> list:
-    """``(tokens, tags)`` of the CoNLL file's training part: its documents as ``data.build`` splits them,
-    the last ``dev_fraction`` left out (the dev set); types mapped as the trainer maps them."""
+    """``(tokens, tags)`` of the CoNLL file's training part: its sentences before the first dev document,
+    as ``data.build.load_sources`` splits the file (the trainer's own split); types mapped as the trainer
+    maps them."""
+    import argparse
+
+    from data.build import load_sources
     from data.readers import TAG_MAPS, guess_format, read_conll_sentences
 
+    docs = load_sources(argparse.Namespace(conll=[conll], test_conll=None, news=None, conll_format="auto",
+                                           sentences_per_doc=sentences_per_doc, dev_fraction=dev_fraction,
+                                           no_reserved_test=True))[0]
     sents = read_conll_sentences(conll, TAG_MAPS[guess_format(conll)])
-    n_docs = -(-len(sents) // sentences_per_doc)
-    n_dev = max(1, round(n_docs * dev_fraction)) if n_docs > 1 else 0
-    return sents[: (n_docs - n_dev) * sentences_per_doc]
+    return sents[: docs["dev"][0].first_sentence] if docs["dev"] else sents
 
 
 def build(conll: str, news, max_words: int = 4_000_000, c1: float = 0.1, c2: float = 0.1,
