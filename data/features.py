@@ -123,7 +123,8 @@ class PageEncoder:
                  lexical_window: int = 0, windows: str = "lines", line_buckets: int = 0,
                  word_clusters: dict[str, list[int]] | None = None, line_topic: bool = False,
                  line_cluster_level: int | None = None, line_repeats: int = 0, line_bare_words: bool = False,
-                 line_blocks: bool = False, word_gazetteer: dict[str, str] | None = None):
+                 line_blocks: bool = False, word_gazetteer: dict[str, str] | None = None,
+                 line_gazetteer: bool = False):
         self.tokenizer = tokenizer
         self.body = max_length - 2
         if self.body < 8:
@@ -155,6 +156,10 @@ class PageEncoder:
         self.line_cluster_level = line_cluster_level
         # word -> silver gazetteer code (JointModel.word_gazetteer, train.gazetteer): one more lexical key
         self.word_gazetteer = word_gazetteer or None
+        # + what that gazetteer says of a short line's words, as line keys (line_gazetteer_keys)
+        if line_gazetteer and not (self.word_gazetteer and line_buckets):
+            raise ValueError("line_gazetteer needs line_buckets and a word_gazetteer")
+        self.line_gazetteer = bool(line_gazetteer)
         if windows not in WINDOW_PLANS:
             raise ValueError(f"windows {windows!r}: use one of {', '.join(WINDOW_PLANS)}")
         self.windows = windows
@@ -180,6 +185,7 @@ class PageEncoder:
         if clusters and len(next(iter(clusters.values()))) != len(sizes or []):
             raise ValueError(f"word_clusters: {len(next(iter(clusters.values())))} ids per word but the config "
                              f"has {len(sizes or [])} cluster sizes")
+        kwargs.setdefault("line_gazetteer", getattr(config, "line_gazetteer", False))
         kwargs.setdefault("windows", getattr(config, "windows", "lines"))
         kwargs.setdefault("stride", config.stride)
         if getattr(config, "line_clusters", 0):
@@ -274,7 +280,8 @@ class PageEncoder:
                 text, page.lines, self.line_buckets, self.line_topic,
                 (self.word_clusters, self.line_cluster_level) if self.line_cluster_level is not None else None,
                 repeats if self.line_repeats else None, repeat_width=bool(self.line_repeats),
-                bare_words=self.line_bare_words, blocks=self.line_blocks)
+                bare_words=self.line_bare_words, blocks=self.line_blocks,
+                gazetteer=self.word_gazetteer if self.line_gazetteer else None)
         if ner_tags is not None:
             feat["ner_labels"] = ner_labels(page, ner_tags)
             feat["section_labels"] = section_labels(page)
@@ -751,6 +758,58 @@ def line_cluster_keys(text: str, spans: list, clusters: dict[str, list[int]], le
     return out
 
 
+# The silver gazetteer's types as one letter each (train.gazetteer codes: ``PERS:hi``, ``LOC:mid|ORG:lo``).
+_GAZETTEER_TYPE = {"PERS": "P", "LOC": "L", "ORG": "G", "MISC": "M"}
+_GAZETTEER_BAND = {"hi": "", "mid": "m", "lo": "l"}
+GAZETTEER_LINE_FEATURES = CLUSTER_LINE_WORDS + 1  # a short line's word classes, each once, and its name count
+
+
+def gazetteer_class(code: str | None) -> str:
+    """A word's silver-gazetteer code (:mod:`train.gazetteer`) as a line key's class: its strongest type
+    and band (``PERS:hi`` -> ``P``, ``LOC:mid|ORG:lo`` -> ``Lm``, ``ORG:lo`` -> ``Gl``; the first type of
+    a tie), ``O`` for a word the news never names, ``-`` for a word without a code."""
+    if code is None:
+        return "-"
+    if code == "O":
+        return "O"
+    best = None
+    for part in code.split("|"):
+        kind, _, band = part.partition(":")
+        rank = ("hi", "mid", "lo").index(band) if band in _GAZETTEER_BAND else 3
+        if best is None or rank < best[0]:
+            best = (rank, _GAZETTEER_TYPE.get(kind, "X") + _GAZETTEER_BAND.get(band, "l"))
+    return best[1]
+
+
+def line_gazetteer_keys(text: str, spans: list, gazetteer: dict[str, str]) -> list[list[str]]:
+    """What the silver gazetteer (word -> code, :mod:`train.gazetteer`) says of each short line's words
+    (at most :data:`CLUSTER_LINE_WORDS`): each word's :func:`gazetteer_class` once (``kg=P``; ``kg=#`` for
+    a number, ``kg=p`` for punctuation), and ``kgn=names/words``, the count of its words named in the news
+    with a high or middle share (at most 3) over its word count. A byline in words the training pages never
+    had ("our correspondent in Beirut", "Tareq al-Suwaidi (Riyadh)") is a short line of names, as the
+    bylines they had are; a title or a teaser's head seldom is."""
+    out = []
+    for s, e in spans:
+        classes: list[str] = []
+        for w in text[s:e].split():
+            n = normalize(w)
+            if not n:
+                continue
+            if len(classes) == CLUSTER_LINE_WORDS:
+                classes = []
+                break
+            if not any(ch.isalpha() for ch in n):
+                classes.append("#" if any(ch.isdigit() for ch in n) else "p")
+            else:
+                classes.append(gazetteer_class(gazetteer.get(n)))
+        row: list[str] = []
+        if classes:
+            named = sum(c[0] in "PLGMX" and not c.endswith("l") for c in classes)
+            row = [f"kg={c}" for c in dict.fromkeys(classes)] + [f"kgn={min(named, 3)}/{len(classes)}"]
+        out.append(row)
+    return out
+
+
 # -- repeat keys: is a line found on the other pages of its group? --------------------------------
 # Furniture repeats from page to page of a site ("copy the link", "read also:", a tag-line head, the
 # same teaser in a sidebar); an article's own lines seldom do. The pages tagged together (a block of
@@ -809,10 +868,12 @@ def line_repeat_keys(repeats: np.ndarray) -> list[list[str]]:
 
 
 def line_keys(text: str, spans: list, topic: bool = False, clusters: tuple[dict[str, list[int]], int] | None = None,
-              repeats: np.ndarray | None = None, bare_words: bool = False, blocks: bool = False) -> list[list[str]]:
+              repeats: np.ndarray | None = None, bare_words: bool = False, blocks: bool = False,
+              gazetteer: dict[str, str] | None = None) -> list[list[str]]:
     """Every key of each line: :func:`line_feature_keys` (``bare_words``: with the bare-word keys), with
     ``topic`` :func:`line_topic_feature_keys`, with ``blocks`` :func:`line_block_keys`, with ``clusters`` =
-    (word -> cluster ids, level) :func:`line_cluster_keys`, with ``repeats`` :func:`line_repeat_keys`. What
+    (word -> cluster ids, level) :func:`line_cluster_keys`, with ``gazetteer`` (word -> code)
+    :func:`line_gazetteer_keys`, with ``repeats`` :func:`line_repeat_keys`. What
     the model hashes (:func:`line_feature_ids`) and what ``scripts/line_crf_probe.py`` fits."""
     keys = line_feature_keys(text, spans, bare_words)
     if topic:
@@ -823,6 +884,9 @@ def line_keys(text: str, spans: list, topic: bool = False, clusters: tuple[dict[
             row += extra
     if clusters is not None:
         for row, extra in zip(keys, line_cluster_keys(text, spans, *clusters)):
+            row += extra
+    if gazetteer is not None:
+        for row, extra in zip(keys, line_gazetteer_keys(text, spans, gazetteer)):
             row += extra
     if repeats is not None:
         if len(repeats) != len(keys):
@@ -835,14 +899,17 @@ def line_keys(text: str, spans: list, topic: bool = False, clusters: tuple[dict[
 def line_feature_ids(text: str, spans: np.ndarray, buckets: int, topic: bool = False,
                      clusters: tuple[dict[str, list[int]], int] | None = None,
                      repeats: np.ndarray | None = None, repeat_width: bool = False,
-                     bare_words: bool = False, blocks: bool = False) -> np.ndarray:
+                     bare_words: bool = False, blocks: bool = False,
+                     gazetteer: dict[str, str] | None = None) -> np.ndarray:
     """Bucket ids of :func:`line_keys`, ``(n_lines, LINE_FEATURES [+ BARE_FEATURES] [+ TOPIC_FEATURES]
-    [+ BLOCK_FEATURES] [+ CLUSTER_LINE_WORDS] [+ REPEAT_FEATURES])`` int32, 0 = padding. ``repeat_width``:
-    the repeat columns are there (padding when ``repeats`` is None: a page tagged alone)."""
-    keys = line_keys(text, spans.tolist(), topic, clusters, repeats, bare_words, blocks)
+    [+ BLOCK_FEATURES] [+ CLUSTER_LINE_WORDS] [+ GAZETTEER_LINE_FEATURES] [+ REPEAT_FEATURES])`` int32, 0 =
+    padding. ``repeat_width``: the repeat columns are there (padding when ``repeats`` is None: a page tagged
+    alone)."""
+    keys = line_keys(text, spans.tolist(), topic, clusters, repeats, bare_words, blocks, gazetteer)
     width = (LINE_FEATURES + (BARE_FEATURES if bare_words else 0) + (TOPIC_FEATURES if topic else 0)
              + (BLOCK_FEATURES if blocks else 0)
              + (CLUSTER_LINE_WORDS if clusters is not None else 0)
+             + (GAZETTEER_LINE_FEATURES if gazetteer is not None else 0)
              + (REPEAT_FEATURES if repeat_width or repeats is not None else 0))
     out = np.zeros((len(keys), width), dtype=np.int32)
     for i, row in enumerate(keys):

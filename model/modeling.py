@@ -106,7 +106,7 @@ class JointConfig(PreTrainedConfig):
                  section_once: list[str] | None = None, line_clusters: int = 0, ner_outside_bias: float = 0.0,
                  section_label_bias: dict[str, float] | None = None, line_repeats: int = 0,
                  line_bare_words: bool = False, line_blocks: bool = False, lexical_gazetteer: bool = False,
-                 **kwargs):
+                 line_gazetteer: bool = False, **kwargs):
         if line_pooling not in LINE_POOLINGS:
             raise ValueError(f"line_pooling {line_pooling!r}: use one of {', '.join(LINE_POOLINGS)}")
         if isinstance(encoder, PreTrainedConfig):
@@ -155,6 +155,12 @@ class JointConfig(PreTrainedConfig):
         # A silver gazetteer code per word (train.gazetteer: what a CRF tags the word as in unlabelled news) as
         # one more lexical key; the word -> code map is saved beside the weights (GAZETTEER_FILE).
         self.lexical_gazetteer = bool(lexical_gazetteer)
+        # What that gazetteer says of a short line's words (each word's type and band, and the count of its
+        # names) among its line features (data.features.line_gazetteer_keys); needs lexical_gazetteer.
+        self.line_gazetteer = bool(line_gazetteer)
+        if self.line_gazetteer and not (self.lexical_gazetteer and self.line_buckets):
+            raise ValueError("line_gazetteer: the line keys read the silver gazetteer; set lexical_gazetteer and "
+                             "line_buckets too")
         # A linear-chain CRF over each page's B-/I- section tags (Viterbi over the lines at inference).
         self.section_crf = bool(section_crf)
         # Section labels that a page has at most one section of (e.g. [title]): the Tagger's Viterbi over

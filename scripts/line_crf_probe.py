@@ -29,9 +29,9 @@ from train.metrics import section_metrics  # noqa: E402
 
 
 def items(page, topic: bool, clusters: tuple | None = None, repeats=None,
-          bare_words: bool = False, blocks: bool = False) -> list[dict[str, float]]:
+          bare_words: bool = False, blocks: bool = False, gazetteer: dict | None = None) -> list[dict[str, float]]:
     """The model's line keys of ``page`` (``data.features.line_keys``) as crfsuite items."""
-    keys = line_keys(page.text, page.lines.tolist(), topic, clusters, repeats, bare_words, blocks)
+    keys = line_keys(page.text, page.lines.tolist(), topic, clusters, repeats, bare_words, blocks, gazetteer)
     return [{k: 1.0 for k in row} for row in keys]
 
 
@@ -44,6 +44,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--blocks", action="store_true", help="add the block keys (model.line_blocks)")
     ap.add_argument("--clusters", help="a model's word_clusters.json, for the line cluster keys (model.line_clusters)")
     ap.add_argument("--line-clusters", type=int, default=256, help="which cluster size of --clusters (default 256)")
+    ap.add_argument("--gazetteer", help="a silver gazetteer (train.gazetteer's gazetteer.json or a model's "
+                    "word_gazetteer.json), for the line gazetteer keys (model.line_gazetteer)")
     ap.add_argument("--repeats", type=int, default=0, metavar="N",
                     help="add the repeat keys (model.line_repeats) over groups of N pages in file order (0: none)")
     ap.add_argument("--repeats-dropout", type=float, default=0.25,
@@ -75,6 +77,14 @@ def main(argv: list[str] | None = None) -> int:
             print(f"error: --clusters {args.clusters}: no word clusters of size {args.line_clusters} there "
                   f"({type(err).__name__}: {err})", file=sys.stderr)
             return 2
+    gazetteer = None
+    if args.gazetteer:
+        from model.modeling import read_gazetteer
+        try:
+            gazetteer = read_gazetteer(args.gazetteer)
+        except (OSError, ValueError) as err:
+            print(f"error: --gazetteer: {err}", file=sys.stderr)
+            return 2
     if not train or not dev:
         print("both --train and --dev need pages with gold sections", file=sys.stderr)
         return 2
@@ -87,12 +97,12 @@ def main(argv: list[str] | None = None) -> int:
         rep_train = [r if r is not None and rng.random() >= args.repeats_dropout else None
                      for r in line_repeats(train, args.repeats)]
         rep_dev = line_repeats(dev, args.repeats)
-    crf.fit([items(p, args.topic, clusters, r, args.bare_words, args.blocks) for p, r in zip(train, rep_train)],
+    crf.fit([items(p, args.topic, clusters, r, args.bare_words, args.blocks, gazetteer) for p, r in zip(train, rep_train)],
             [[SECTION_TAGS.tags[i] for i in section_labels(p)] for p in train])
     fit_s = time.time() - t0
     index = {t: i for i, t in enumerate(SECTION_TAGS.tags)}
     records, confusions = [], {}
-    dev_items = [items(p, args.topic, clusters, r, args.bare_words, args.blocks) for p, r in zip(dev, rep_dev)]
+    dev_items = [items(p, args.topic, clusters, r, args.bare_words, args.blocks, gazetteer) for p, r in zip(dev, rep_dev)]
     for page, tags in zip(dev, crf.predict(dev_items)):
         ids = np.array([index[t] for t in tags])
         records.append({"id": page.id, "sections": [s.to_dict() for s in SECTION_TAGS.decode(page.lines, ids)]})

@@ -187,3 +187,75 @@ def test_training_with_a_gazetteer_resumes_with_its_map(tmp_path, capsys):
     assert train_main([*opts, "training.num_train_epochs=2"]) == 2
     err = capsys.readouterr().err
     assert GAZETTEER_FILE in err and "resuming" in err and "Traceback" not in err
+
+
+def test_line_gazetteer_keys_class_short_lines_by_their_names():
+    from data.features import CLUSTER_LINE_WORDS, GAZETTEER_LINE_FEATURES, gazetteer_class, line_feature_ids, line_gazetteer_keys
+
+    assert [gazetteer_class(c) for c in ("PERS:hi", "LOC:mid|ORG:lo", "ORG:lo|PERS:mid", "MISC:lo", "O", None)] == \
+        ["P", "Lm", "Pm", "Ml", "O", "-"]
+    gz = {"طارق": "PERS:hi", "السويدي": "PERS:mid", "الرياض": "LOC:hi", "في": "O", "مراسلنا": "ORG:lo"}
+    lines = ["طارق السويدي الرياض", "مراسلنا في الرياض 2015", "،", " ".join(["في"] * (CLUSTER_LINE_WORDS + 1)), "",
+             "كلمة أخرى"]
+    text = "\n".join(lines)
+    spans, pos = [], 0
+    for line in lines:
+        spans.append((pos, pos + len(line)))
+        pos += len(line) + 1
+    keys = line_gazetteer_keys(text, spans, gz)
+    assert keys[0] == ["kg=P", "kg=Pm", "kg=L", "kgn=3/3"]  # a byline: three names of three words
+    assert keys[1] == ["kg=Gl", "kg=O", "kg=L", "kg=#", "kgn=1/4"]  # a low share is no name
+    assert keys[2] == ["kg=p", "kgn=0/1"]
+    assert keys[3] == [] and keys[4] == []  # a long line and a blank one: nothing
+    assert keys[5] == ["kg=-", "kgn=0/2"]  # words the news never coded
+    assert max(map(len, keys)) <= GAZETTEER_LINE_FEATURES
+    # the keys widen the model's line ids, and another gazetteer gives other ids
+    import numpy as np
+    arr = np.array(spans)
+    plain, wide = line_feature_ids(text, arr, 4096), line_feature_ids(text, arr, 4096, gazetteer=gz)
+    assert wide.shape == (len(lines), plain.shape[1] + GAZETTEER_LINE_FEATURES)
+    for a, b in zip(plain, wide):  # each line's keys, then its gazetteer keys
+        n = int((a > 0).sum())
+        assert np.array_equal(b[:n], a[:n]) and (b > 0).sum() > n or not b[n:].any()
+    other = line_feature_ids(text, arr, 4096, gazetteer={w: "O" for w in gz})
+    assert not np.array_equal(wide[0], other[0]) and np.array_equal(wide[3], other[3])
+
+
+def test_training_with_line_gazetteer_keys_learns_and_the_tagger_reads_them(tmp_path, capsys):
+    from synthetic import tiny_config, write_pages
+    from train.__main__ import main as train_main
+    from transformers import AutoTokenizer
+
+    from model.modeling import JointModel
+
+    pages = synthetic_pages(8, seed=5)
+    vocab = sorted({normalize(p.text[s:e]) for p in pages for s, e in p.words.tolist()} - {""})
+    rng = random.Random(0)
+    path = tmp_path / "gazetteer.json"
+    path.write_text(json.dumps({"words": {w: rng.choice(["O", "PERS:hi", "LOC:mid"]) for w in vocab}},
+                               ensure_ascii=False), encoding="utf-8")
+    cfg = tiny_config(tmp_path, write_pages(tmp_path / "train.jsonl", pages),
+                      write_pages(tmp_path / "dev.jsonl", synthetic_pages(2, seed=6)))
+    opts = [str(cfg), *TINY_OVERRIDES, "model.lexical_buckets=1024", "model.line_buckets=1024",
+            "model.line_tags=true", f"model.lexical_gazetteer={path}", "model.line_gazetteer=true"]
+    assert train_main([*opts[:-2], "model.line_gazetteer=true"]) == 2  # no gazetteer to read
+    assert "model.line_gazetteer" in capsys.readouterr().err
+    assert train_main([*opts, "training.num_train_epochs=3"]) == 0
+    out = tmp_path / "model"
+    losses = [r["loss"] for r in json.loads((out / "log_history.json").read_text()) if "loss" in r]
+    assert len(losses) >= 2 and losses[-1] < losses[0]
+    model = JointModel.from_pretrained(out)
+    assert model.config.line_gazetteer and model.word_gazetteer
+    enc = PageEncoder.for_model(AutoTokenizer.from_pretrained(out), model)
+    assert enc.line_gazetteer
+    plain = PageEncoder.for_model(AutoTokenizer.from_pretrained(out), model, line_gazetteer=False)
+    assert enc.encode(pages[0])["line_ids"].shape[1] > plain.encode(pages[0])["line_ids"].shape[1]
+    # the Tagger keeps offsets: each section and entity is a span of the page's own text
+    tagger = Tagger.from_pretrained(out, device="cpu", streams=1)
+    for page, rec in zip(pages, tagger.tag(pages)):
+        for s in rec["sections"]:
+            assert 0 <= s["start"] < s["end"] <= len(page.text)
+        for e in rec["entities"]:
+            assert page.text[e["start"]:e["end"]] == e["text"]
+    with pytest.raises(ValueError, match="line_gazetteer"):
+        PageEncoder(enc.tokenizer, line_buckets=1024, line_gazetteer=True)

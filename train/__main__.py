@@ -75,6 +75,9 @@ def parse(argv: list[str]) -> RunConfig:
         raise ConfigError("model.line_bare_words: bare-word keys are line features; set model.line_buckets too")
     if cfg.model.line_blocks and not cfg.model.line_buckets:
         raise ConfigError("model.line_blocks: block keys are line features; set model.line_buckets too")
+    if cfg.model.line_gazetteer and not (cfg.model.line_buckets and cfg.model.lexical_gazetteer):
+        raise ConfigError("model.line_gazetteer: gazetteer keys of a line's words are line features read from the "
+                          "silver gazetteer; set model.line_buckets and model.lexical_gazetteer too")
     if cfg.model.line_repeats:
         if not cfg.model.line_buckets:
             raise ConfigError("model.line_repeats: repeat keys are line features; set model.line_buckets too")
@@ -266,6 +269,8 @@ def make_model(cfg: RunConfig, tokenizer, types: list[str], checkpoint: str | No
             head["lexical_clusters"] = list(m.lexical_clusters)
         if m.lexical_gazetteer:
             head["lexical_gazetteer"] = True
+            if m.line_buckets and m.line_gazetteer:
+                head["line_gazetteer"] = True
     if m.encoder:
         model = init_lexical(JointModel.from_encoder(m.encoder, tags, **head), m.lexical_vectors, checkpoint,
                              m.lexical_gazetteer)

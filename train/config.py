@@ -124,6 +124,10 @@ class ModelConfig:
         "help": "also block keys among the line features: the rank and length of the line's run of prose lines, "
                 "whether it is before, within or after the largest run, and the bare words of the short line "
                 "above it (data.features.line_block_keys); needs model.line_buckets"})
+    line_gazetteer: bool = field(default=False, metadata={
+        "help": "also what the silver gazetteer (model.lexical_gazetteer) says of each short line's words among the "
+                "line features: each word's type and band, and how many of its words the news names "
+                "(data.features.line_gazetteer_keys); needs model.line_buckets and model.lexical_gazetteer"})
     line_clusters: int = field(default=0, metadata={
         "help": "also the word clusters of this size (one of model.lexical_clusters) of each short line's words "
                 "among the line features (data.features.line_cluster_keys; 0: none); needs model.line_buckets"})
