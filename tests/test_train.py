@@ -401,15 +401,16 @@ _CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 @pytest.mark.parametrize("name", sorted(p.name for p in _CONFIGS.glob("*.yaml")))
 def test_shipped_configs_load_and_pass_the_cross_checks(name, monkeypatch):
     """Every config in configs/ fits its schema and, for ``python -m train``, the cross-field checks
-    (paths aside: the shared datasets may be absent here). cpu-full gets its word vectors from
-    scripts/cpu_full.py, as there."""
+    (paths aside: the shared datasets may be absent here). cpu-full gets its word vectors and its silver
+    gazetteer from scripts/cpu_full.py, as there."""
     import train.__main__ as cli
     path = str(_CONFIGS / name)
     if name.startswith("pretrain"):
         from train.pretrain import PretrainConfig
         assert load_config(PretrainConfig, path, []).output_dir
         return
-    extra = ["model.lexical_vectors=vectors.kv"] if name == "cpu-full.yaml" else []
+    extra = (["model.lexical_vectors=vectors.kv", "model.lexical_gazetteer=gazetteer.json"]
+             if name == "cpu-full.yaml" else [])
     monkeypatch.setattr(cli, "check_paths", lambda c: None)
     parsed = cli.parse([path, *extra])
     assert parsed.model == load_config(RunConfig, path, extra).model and parsed.data.train
