@@ -7,9 +7,9 @@ templates is what the recipe can gain from the line keys and from the training p
 
     python -m data.build --conll A/ANERCorp_CamelLab_train.txt --news S/SaudiNewsNet/dataset \\
         --no-reserved-test --pages 3000 150 0 --dev-templates held_out --augment 0.5 --layouts 0.3 \\
-        --seed 7 --out runs/probe-pages
+        --nonce 0.25 --seed 7 --out runs/probe-pages
     python scripts/line_crf_probe.py --train runs/probe-pages/train.jsonl \\
-        --dev runs/probe-pages/dev.jsonl --topic --bare-words --blocks \
+        --dev runs/probe-pages/dev.jsonl --topic --bare-words --blocks \\
         --clusters runs/cpu-full/model/word_clusters.json --gazetteer runs/cpu-full/model/word_gazetteer.json
 """
 from __future__ import annotations

@@ -366,6 +366,17 @@ def test_line_crf_probe_fits_and_scores_the_model_keys(tmp_path, capsys):
     errs = capsys.readouterr().out  # three iterations leave mistakes: each confusion with its lines, page named
     assert any(k.startswith("a0=") for k in probe.items(pages[0], False, bare_words=True)[0])
     assert any(k.startswith("brel=") for k in probe.items(pages[0], False, blocks=True)[0])
+    # --gazetteer: the line gazetteer keys, read from a gazetteer file; a broken file is named
+    import json
+    gz = tmp_path / "gazetteer.json"
+    gz.write_text(json.dumps({"words": {"في": "O"}}, ensure_ascii=False), encoding="utf-8")
+    assert probe.main(["--train", str(train), "--dev", str(dev), "--gazetteer", str(gz), "--iterations", "3"]) == 0
+    assert "6 scored pages" in capsys.readouterr().out
+    assert any(k.startswith("kgn=") for row in probe.items(pages[0], False, gazetteer={"في": "O"}) for k in row)
+    assert not any(k.startswith("kgn=") for row in probe.items(pages[0], False) for k in row)
+    gz.write_text("{broken", encoding="utf-8")
+    assert probe.main(["--train", str(train), "--dev", str(dev), "--gazetteer", str(gz)]) == 2
+    assert "--gazetteer" in capsys.readouterr().err
     import re
     m = re.search(r"^(\w+) -> (\w+): (\d+) lines\n    (\S+): ", errs, re.M)
     assert m and m.group(1) != m.group(2) and int(m.group(3)) >= 1, errs
