@@ -741,20 +741,25 @@ def line_cluster_keys(text: str, spans: list, clusters: dict[str, list[int]], le
     word: furniture in words the training pages never had ("follow us on YouTube") shares clusters
     with furniture they had ("follow us on Twitter")."""
     out = []
+    for ws in short_line_words(text, spans):
+        row = [f"kb={c[level] if c is not None else '-'}" for c in map(clusters.get, ws or ())]
+        out.append(list(dict.fromkeys(row)))
+    return out
+
+
+def short_line_words(text: str, spans: list) -> list[list[str] | None]:
+    """The normalised words of each line of at most :data:`CLUSTER_LINE_WORDS` words (``None`` for a longer
+    line: normalised one by one, it stops at its 9th word). What the cluster and gazetteer line keys read."""
+    out: list[list[str] | None] = []
     for s, e in spans:
         ws: list[str] = []
-        for w in text[s:e].split():  # normalised one by one: a long line stops at its 9th word
+        for w in text[s:e].split():
             n = normalize(w)
             if n:
                 ws.append(n)
                 if len(ws) > CLUSTER_LINE_WORDS:
                     break
-        row: list[str] = []
-        if len(ws) <= CLUSTER_LINE_WORDS:
-            for n in ws:
-                c = clusters.get(n)
-                row.append(f"kb={c[level] if c is not None else '-'}")
-        out.append(list(dict.fromkeys(row)))
+        out.append(ws if len(ws) <= CLUSTER_LINE_WORDS else None)
     return out
 
 
@@ -789,19 +794,9 @@ def line_gazetteer_keys(text: str, spans: list, gazetteer: dict[str, str]) -> li
     had ("our correspondent in Beirut", "Tareq al-Suwaidi (Riyadh)") is a short line of names, as the
     bylines they had are; a title or a teaser's head seldom is."""
     out = []
-    for s, e in spans:
-        classes: list[str] = []
-        for w in text[s:e].split():
-            n = normalize(w)
-            if not n:
-                continue
-            if len(classes) == CLUSTER_LINE_WORDS:
-                classes = []
-                break
-            if not any(ch.isalpha() for ch in n):
-                classes.append("#" if any(ch.isdigit() for ch in n) else "p")
-            else:
-                classes.append(gazetteer_class(gazetteer.get(n)))
+    for ws in short_line_words(text, spans):
+        classes = [gazetteer_class(gazetteer.get(n)) if any(ch.isalpha() for ch in n)
+                   else "#" if any(ch.isdigit() for ch in n) else "p" for n in ws or ()]
         row: list[str] = []
         if classes:
             named = sum(c[0] in "PLGMX" and not c.endswith("l") for c in classes)
