@@ -55,6 +55,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     ap.add_argument("--section-once", metavar="LABELS", default=None,
                     help="comma-separated section labels that a page has at most one section of, e.g. title "
                          "(default: the model's config.section_once; 'none' for no such rule)")
+    ap.add_argument("--section-required", metavar="LABELS", default=None,
+                    help="comma-separated section labels that a page with lines has at least one section of, e.g. "
+                         "body (default: the model's config.section_required; 'none' for no such rule)")
     ap.add_argument("--outside-bias", type=float, default=None, metavar="X",
                     help="subtract X from the NER tag O's log-probability before decoding: > 0 finds more entities "
                          "(recall up, precision down), < 0 fewer (default: the model's config.ner_outside_bias, "
@@ -140,6 +143,7 @@ def main(argv: list[str] | None = None) -> int:
                                             windows=args.windows, backend=args.backend, quantize=args.quantize,
                                             streams=args.streams, overlap=args.overlap, prefetch=args.prefetch,
                                             section_once=parse_section_once(args.section_once),
+                                            section_required=parse_section_once(args.section_required),
                                             outside_bias=args.outside_bias,
                                             section_bias=args.section_bias, alone=args.pages_alone)
         except (FileNotFoundError, ValueError, OSError, RuntimeError, AssertionError, ImportError) as err:

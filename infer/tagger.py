@@ -20,7 +20,7 @@ from data.labels import SECTION_TAGS, bio_runs, entity_tagset
 from data.schema import DEFAULT_MAX_CHARS, Page, check_text
 from infer.cpu import cpu_flags, full_range_int8, keep_malloc_pages, split_int8_available, split_int8_linears
 from infer.jobs import fixed_blocks, read_ahead
-from model.crf import LinearChainCRF, check_outside_bias, check_section_bias, check_section_once
+from model.crf import LinearChainCRF, check_outside_bias, check_section_bias, check_section_once, check_section_required
 
 OVERLAP_RULES = ("central", "longest")
 
@@ -142,7 +142,8 @@ class Tagger:
                  compile: bool = False, windows: str | None = None, prefetch: bool | None = None,
                  backend: str = "torch", streams: int | None = None, overlap: str = "central",
                  section_once: Sequence[str] | None = None, outside_bias: float | None = None,
-                 section_bias: dict[str, float] | None = None, alone: bool = False):
+                 section_bias: dict[str, float] | None = None, alone: bool = False,
+                 section_required: Sequence[str] | None = None):
         self.device = resolve_device(device)
         # Where windows overlap, "central": each word's tag comes from the window where it has the most
         # context; "longest": the HF pipeline's rule (entities decoded in every window, and of two that
@@ -196,6 +197,10 @@ class Tagger:
         # default: the model config's ``section_label_bias`` (chosen on dev), {} for none.
         self.section_bias = check_section_bias(getattr(cfg, "section_label_bias", None) if section_bias is None
                                                else section_bias)
+        # Section labels that a page with lines has at least one section of ([body]: it has an article), kept the
+        # same way; default: the model config's ``section_required``.
+        self.section_required = check_section_required(getattr(cfg, "section_required", None)
+                                                       if section_required is None else section_required)
         self.set_section_once(once)
         if batch_tokens is None:
             batch_tokens = default_batch_tokens(self.device)
@@ -464,21 +469,27 @@ class Tagger:
         flush()
         return out  # type: ignore[return-value]
 
-    def set_section_once(self, labels: Sequence[str] | None) -> None:
+    def set_section_once(self, labels: Sequence[str] | None, required: Sequence[str] | None = None) -> None:
         """Decode sections with at most one section of each of ``labels`` per page from now on (``[]`` or
-        None: no such rule). Calibration tries several on the same model outputs."""
+        None: no such rule), and with ``required``, at least one section of each of those labels on a page
+        with lines (None: keep the Tagger's ``section_required``; ``[]``: no such rule). Calibration tries
+        several on the same model outputs."""
         self.section_once = check_section_once(labels)
+        if required is not None:
+            self.section_required = check_section_required(required)
         tags = SECTION_TAGS.tags
         self._once_masks = [np.array([t == f"B-{lab}" for t in tags]) for lab in self.section_once]
         self._once_closed = [(tags.index(f"B-{lab}"), tags.index(f"I-{lab}")) for lab in self.section_once]
+        # any tag of the label counts: under lenient BIO decoding an I- tag after another label starts a section
+        self._required_masks = [np.array([t[2:] == lab for t in tags]) for lab in self.section_required]
         chain = getattr(self.model, "section_chain", None)
-        if self.section_once and chain is None:  # the constraint alone, on the section probabilities
+        if (self.section_once or self.section_required) and chain is None:  # the rules alone, on the probabilities
             chain = LinearChainCRF(len(SECTION_TAGS.tags))
         self._section_chain = chain
 
     def _section_ids(self, sec_probs: list[np.ndarray], section_bias: np.ndarray | None) -> list[np.ndarray]:
         """Each page's section tag per line: the argmax, or the section CRF's Viterbi, all pages of the
-        block decoded side by side (one chain a page); with ``section_once``, page by page."""
+        block decoded side by side (one chain a page); with ``section_once`` or ``section_required``, page by page."""
         chain = self._section_chain
         if chain is None and section_bias is None:
             return [p.argmax(-1) for p in sec_probs]
@@ -486,8 +497,8 @@ class Tagger:
                   for p in sec_probs]
         if chain is None:
             return [s.argmax(-1) for s in scores]
-        if self._once_masks:
-            return [chain.viterbi_once(s, self._once_masks, self._once_closed) for s in scores]
+        if self._once_masks or self._required_masks:
+            return [chain.viterbi_once(s, self._once_masks, self._once_closed, self._required_masks) for s in scores]
         return _chains(chain, scores, [np.zeros(len(s), dtype=np.int64) for s in scores])
 
     def _tag_scores(self, probs: np.ndarray, outside_bias: float) -> np.ndarray:

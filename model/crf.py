@@ -29,9 +29,24 @@ def check_section_once(labels) -> list[str]:
     return list(dict.fromkeys(labels))
 
 
+def check_section_required(labels) -> list[str]:
+    """The labels of ``section_required`` (a page with lines has at least one section of each, e.g. ``body``:
+    a news page has an article), checked: a list of known section labels."""
+    from data.schema import SECTION_LABELS
+
+    if labels is None:
+        return []
+    if isinstance(labels, str) or not all(isinstance(x, str) for x in labels):
+        raise ValueError(f"section_required must be a list of section labels, not {labels!r}")
+    bad = [x for x in labels if x not in SECTION_LABELS]
+    if bad:
+        raise ValueError(f"section_required: {bad[0]!r} is not a section label; use some of {', '.join(SECTION_LABELS)}")
+    return list(dict.fromkeys(labels))
+
+
 def parse_section_once(value: str | None) -> list[str] | None:
-    """A command line's ``--section-once``: ``title,byline`` -> a list, ``none`` -> ``[]`` (no rule),
-    not given -> ``None`` (the model's own)."""
+    """A command line's ``--section-once`` (or ``--section-required``): ``title,byline`` -> a list, ``none`` ->
+    ``[]`` (no rule), not given -> ``None`` (the model's own)."""
     if value is None:
         return None
     return [] if value.strip().lower() == "none" else [x.strip() for x in value.split(",") if x.strip()]
@@ -185,7 +200,7 @@ class LinearChainCRF(nn.Module):
         return out
 
     def viterbi_once(self, log_probs: np.ndarray, once: list[np.ndarray],
-                     closed: list[tuple[int, int]] = ()) -> np.ndarray:
+                     closed: list[tuple[int, int]] = (), required: list[np.ndarray] = ()) -> np.ndarray:
         """Best tag sequence in which the tags of each mask in ``once`` occur at most once in all, and
         where, for each ``(begin, inside)`` pair of ``closed``, ``inside`` comes only after ``begin`` or
         ``inside`` (never first, never after another tag: under lenient BIO decoding it would start a
@@ -193,9 +208,13 @@ class LinearChainCRF(nn.Module):
 
         The Tagger uses it for section labels that a page has one of (``config.section_once``: masks on
         ``B-x``, ``(B-x, I-x)`` closed): Viterbi over the tags times which of the masks are used up
-        (``2 ** len(once)`` copies of the tags)."""
+        (``2 ** len(once)`` copies of the tags).
+
+        ``required``: masks of which some tag must occur at least once (``config.section_required``, e.g.
+        ``B-body``: a page has an article). Each adds a bit that its tags set and the end must have; the
+        other masks' bits stay as they are (``2 ** (len(once) + len(required))`` copies)."""
         n, T = log_probs.shape
-        if (not once and not closed) or n == 0:
+        if (not once and not closed and not required) or n == 0:
             return self.viterbi(log_probs)
         trans = self.transitions.detach().float().cpu().numpy().copy()
         start = self.start.detach().float().cpu().numpy().copy()
@@ -205,25 +224,36 @@ class LinearChainCRF(nn.Module):
             trans[:, i] = -np.inf
             trans[[b, i], i] = keep
             start[i] = -np.inf
-        S = 1 << len(once)
-        inc = np.zeros(T, dtype=np.int64)  # the bits that each tag uses up
-        for k, m in enumerate(once):
+        masks = list(once) + list(required)
+        S = 1 << len(masks)
+        inc = np.zeros(T, dtype=np.int64)  # the bits that each tag sets (uses up, for the once masks)
+        for k, m in enumerate(masks):
             inc |= np.asarray(m, dtype=np.int64) << k
+        once_bits = (1 << len(once)) - 1
         cols = np.arange(T)
         score = np.full((S, T), -np.inf)
         score[inc, cols] = start + log_probs[0]
         back = np.zeros((n, S, T), dtype=np.int64)  # best previous state, as c * T + tag
         c = np.arange(S)[:, None]
-        ok = (c & inc[None]) == 0  # [copy, tag]: a used-up mask's tags cannot come again
+        ok = (c & inc[None] & once_bits) == 0  # [copy, tag]: a used-up once mask's tags cannot come again
         to, tags = (c | inc[None])[ok], np.broadcast_to(cols, (S, T))[ok]
+        target = to * T + tags  # a required mask's tag leads copies with and without its bit to one copy
         for t in range(1, n):
             cand = score[:, :, None] + trans[None]  # [copy, previous tag, tag]
             best = cand.argmax(1)  # [copy, tag]
-            new = np.full((S, T), -np.inf)
-            new[to, tags] = np.take_along_axis(cand, best[:, None, :], 1)[:, 0][ok] + log_probs[t, tags]
-            back[t, to, tags] = (c * T + best)[ok]
-            score = new
-        flat = int(np.argmax((score + end).ravel()))
+            val = np.take_along_axis(cand, best[:, None, :], 1)[:, 0][ok] + log_probs[t, tags]
+            new = np.full(S * T, -np.inf)
+            np.maximum.at(new, target, val)
+            won = val == new[target]
+            back[t].reshape(-1)[target[won]] = (c * T + best)[ok][won]
+            score = new.reshape(S, T)
+        final = score + end
+        need = ((1 << len(masks)) - 1) ^ once_bits
+        if need:  # only the copies that have every required bit; none can be reached: the best of all
+            met = final[(np.arange(S) & need) == need]
+            if np.isfinite(met).any():
+                final = np.where(((np.arange(S) & need) == need)[:, None], final, -np.inf)
+        flat = int(np.argmax(final.ravel()))
         out = np.empty(n, dtype=np.int64)
         for t in range(n - 1, -1, -1):
             out[t] = flat % T

@@ -16,7 +16,7 @@ from transformers.configuration_utils import SubConfigSpec
 from transformers.utils import ModelOutput
 
 from data.labels import SECTION_TAGS
-from model.crf import LinearChainCRF, check_outside_bias, check_section_bias, check_section_once
+from model.crf import LinearChainCRF, check_outside_bias, check_section_bias, check_section_once, check_section_required
 
 
 # How a line's words become the section layer's input: "mean" of the word states (the config's default,
@@ -106,7 +106,7 @@ class JointConfig(PreTrainedConfig):
                  section_once: list[str] | None = None, line_clusters: int = 0, ner_outside_bias: float = 0.0,
                  section_label_bias: dict[str, float] | None = None, line_repeats: int = 0,
                  line_bare_words: bool = False, line_blocks: bool = False, lexical_gazetteer: bool = False,
-                 line_gazetteer: bool = False, **kwargs):
+                 line_gazetteer: bool = False, section_required: list[str] | None = None, **kwargs):
         if line_pooling not in LINE_POOLINGS:
             raise ValueError(f"line_pooling {line_pooling!r}: use one of {', '.join(LINE_POOLINGS)}")
         if isinstance(encoder, PreTrainedConfig):
@@ -166,6 +166,9 @@ class JointConfig(PreTrainedConfig):
         # Section labels that a page has at most one section of (e.g. [title]): the Tagger's Viterbi over
         # the lines keeps to it (LinearChainCRF.viterbi_once).
         self.section_once = check_section_once(section_once) or None
+        # Section labels that a page with lines has at least one section of (e.g. [body]: the article), kept
+        # the same way; chosen on dev after training (training.section_required_candidates); None: no rule.
+        self.section_required = check_section_required(section_required) or None
         # Subtracted from the log-probability of the NER tag O before decoding (Tagger): > 0 trades
         # precision for recall. Chosen on dev after training (training.outside_bias_grid); 0: none.
         self.ner_outside_bias = check_outside_bias(ner_outside_bias)

@@ -76,10 +76,12 @@ def test_choose_section_once_keeps_the_best_rule_with_its_own_biases(monkeypatch
         section_bias: dict = {}
 
         def __init__(self):
-            self.section_once, self.calls = [], []
+            self.section_once, self.section_required, self.calls = [], [], []
 
-        def set_section_once(self, labels):
+        def set_section_once(self, labels, required=None):
             self.section_once = list(labels or [])
+            if required is not None:
+                self.section_required = list(required)
             self.calls.append(tuple(self.section_once))
 
     scores = {(): 0.90, ("title",): 0.93, ("title", "byline"): 0.93, ("tags",): 0.95}
@@ -130,3 +132,28 @@ def test_calibrate_chooses_section_once_and_the_tagger_keeps_to_it(tiny_model_di
             main(["--model", str(model), "--section-once", bad])
         assert exc.value.code == 2
     assert "section_once" in capsys.readouterr().err
+
+
+def test_calibrate_chooses_section_required_with_section_once(tiny_model_dir, tmp_path, capsys):
+    """--section-once 'none;title' --section-required 'none;body': every pair scored on dev, each with its own
+    biases; the kept pair is saved (config.section_once, config.section_required) and reproduces its dev score;
+    a bad label is a usage error that names the flag."""
+    model = tmp_path / "m"
+    shutil.copytree(tiny_model_dir, model)
+    _, dev = _dev(model)
+    assert main(["--model", str(model), "--grid=0", "--section-once", "none;title", "--section-required", "none;body"]) == 0
+    assert "at most one | at least one section a page, on dev: none | none: " in capsys.readouterr().out
+    cal = json.loads((model / "calibration.json").read_text())
+    pairs = cal["section_once_dev_macro_f1"]
+    assert sorted(pairs) == ["none | body", "none | none", "title | body", "title | none"]
+    kept = f"{','.join(cal['section_once']) or 'none'} | {','.join(cal['section_required']) or 'none'}"
+    assert pairs[kept] == max(pairs.values()) == pytest.approx(cal["section_bias_dev_macro_f1"][-1])
+    saved = json.loads((model / "config.json").read_text())
+    assert (saved["section_once"] or []) == cal["section_once"] and (saved["section_required"] or []) == cal["section_required"]
+    tagger = Tagger.from_pretrained(model, device="cpu")
+    assert tagger.section_required == cal["section_required"]
+    got = dev_scores(dev, list(tagger.tag(dev)), tagger.entity_types)["flat"]
+    assert got["section_macro_f1"] == pytest.approx(pairs[kept], abs=1e-6)
+    with pytest.raises(SystemExit) as exc:
+        main(["--model", str(model), "--section-required", "bodi"])
+    assert exc.value.code == 2 and "--section-required" in capsys.readouterr().err

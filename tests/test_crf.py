@@ -273,3 +273,84 @@ def test_section_once_keeps_one_title_per_page_and_is_saved_with_the_model(tmp_p
     with pytest.raises(ConfigError, match="model.section_once: 'titel'"):
         parse([cfg, "model.section_once=[titel]"])
     assert parse([cfg, "model.section_once=[title, byline]"]).model.section_once == ["title", "byline"]
+
+
+def test_viterbi_once_with_required_masks_equals_brute_force():
+    """viterbi_once(required=): the best path among those that use a tag of each required mask at least once
+    (and each once mask's tags at most once, the closed pairs kept); a path that cannot meet them: the best."""
+    rng = np.random.default_rng(5)
+    T = 4
+    once_all = [np.array([1, 0, 0, 0], bool)]
+    req_all = [np.array([0, 1, 0, 0], bool), np.array([0, 0, 1, 1], bool)]
+    for trial in range(60):
+        crf = _crf(T, seed=100 + trial)
+        n = int(rng.integers(1, 6))
+        lp = rng.normal(size=(n, T)).astype(np.float32)
+        lp[:, 1] -= 3.0  # tag 1 (the first required mask) seldom wins unconstrained
+        once = once_all[: trial % 2]
+        required = req_all[: 1 + trial % 2] if n > 1 or trial % 2 == 0 else req_all[:1]
+        closed = [(2, 3)] if trial % 3 == 0 else []
+        ok = [p for p in itertools.product(range(T), repeat=n) if all(sum(m[t] for t in p) <= 1 for m in once)
+              and all(any(m[t] for t in p) for m in required)
+              and not (closed and (p[0] == 3 or any(b == 3 and a not in (2, 3) for a, b in zip(p, p[1:]))))]
+        best = max(ok, key=lambda p: float(_path_score(crf, torch.from_numpy(lp), list(p))))
+        got = crf.viterbi_once(lp, once, closed, required).tolist()
+        assert got == list(best), (trial, got, best)
+    # one line cannot hold both required masks: the rule gives way to the best path under the others
+    lp = rng.normal(size=(1, T)).astype(np.float32)
+    free = crf.viterbi_once(lp, [], (), [])
+    assert crf.viterbi_once(lp, [], (), req_all).tolist() == free.tolist()
+
+
+def test_section_required_gives_a_page_a_body_and_is_saved_with_the_model(tmp_path):
+    """model.section_required: [body] - where the section scores call no line body, the Tagger still finds
+    one body section a page (the most body-like lines), with or without a chain; the rule is read from the
+    saved config, the CLI flag overrides it, and a bad label is an error that names it."""
+    import pytest
+
+    from synthetic import synthetic_pages, tiny_config, write_pages
+
+    from data.labels import SECTION_TAGS
+    from train.__main__ import ConfigError, parse
+
+    tags = SECTION_TAGS.tags
+    b_tags = tags.index("B-tags")
+    for chain in (True, False):
+        pages, tok, ts, cfg, model = _small_model(3, section_crf=chain, section_required=["body"])
+        with torch.no_grad():  # every line is a tag line by a wide margin, body the least likely of all
+            model.section_head.bias.zero_()
+            model.section_head.bias[b_tags] = 20.0
+            model.section_head.bias[[tags.index("B-body"), tags.index("I-body")]] = -5.0
+        model.eval()
+        model.save_pretrained(tmp_path / str(chain))
+        tok.save_pretrained(tmp_path / str(chain))
+        assert json.loads((tmp_path / str(chain) / "config.json").read_text())["section_required"] == ["body"]
+        free = Tagger.from_pretrained(tmp_path / str(chain), section_required=[])
+        need = Tagger.from_pretrained(tmp_path / str(chain))
+        assert need.section_required == ["body"] and free.section_required == []
+        for page, a, b in zip(pages, free.tag(pages), need.tag(pages)):
+            assert not any(s["label"] == "body" for s in a["sections"])
+            assert sum(s["label"] == "body" for s in b["sections"]) >= 1
+            assert [(s["start"], s["end"]) for s in b["sections"]] == sorted((s["start"], s["end"]) for s in b["sections"])
+            assert all(0 <= s["start"] < s["end"] <= len(page.text) for s in b["sections"])
+    from train import evaluate
+    sample = write_pages(tmp_path / "gold.jsonl", pages)
+    bodies = {}
+    for flag in ([], ["--section-required", "none"]):
+        out = tmp_path / f"eval{len(flag)}"
+        assert evaluate.main(["--model", str(tmp_path / "True"), "--pages", str(sample), "--out", str(out),
+                              "--device", "cpu", *flag]) == 0
+        m = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+        bodies[len(flag)] = m["blocks"]["gold"]["sections"]["labels"]["body"]["predicted"]
+    assert bodies[0] >= len(pages) > bodies[2] == 0
+    assert evaluate.main(["--model", str(tmp_path / "True"), "--pages", str(sample), "--out", str(tmp_path / "e"),
+                          "--device", "cpu", "--section-required", "bodi"]) == 2
+    with pytest.raises(ValueError, match="'bodi'"):
+        JointConfig(section_required=["bodi"])
+    sample = write_pages(tmp_path / "p.jsonl", synthetic_pages(2, seed=5))
+    cfg = str(tiny_config(tmp_path, sample, sample))
+    with pytest.raises(ConfigError, match="model.section_required: 'bodi'"):
+        parse([cfg, "model.section_required=[bodi]"])
+    with pytest.raises(ConfigError, match="training.section_required_candidates"):
+        parse([cfg, "training.section_required_candidates=[[bodi]]"])
+    assert parse([cfg, "training.section_required_candidates=[[], [body]]"]).training.section_required_candidates == [[], ["body"]]

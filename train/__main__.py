@@ -32,7 +32,7 @@ from transformers import AutoTokenizer, BertConfig, TrainingArguments, set_seed
 from data.features import PageEncoder
 from data.labels import entity_tagset
 from model import JointConfig, JointModel, enable_fast_dropout, train_wordpiece
-from model.crf import check_outside_bias, check_section_once
+from model.crf import check_outside_bias, check_section_once, check_section_required
 from train.config import ConfigError, RunConfig, check_paths, help_text, load_config, to_dict
 from train.data import (DataError, PageDataset, dev_pages, entity_types, mix, source_repeats, training_sources,
                         vocabulary_texts)
@@ -95,16 +95,22 @@ def parse(argv: list[str]) -> RunConfig:
         check_section_once(cfg.model.section_once)
     except ValueError as err:
         raise ConfigError(f"model.{err}") from None
-    cands = cfg.training.section_once_candidates
-    if cands is not None:
+    try:
+        check_section_required(cfg.model.section_required)
+    except ValueError as err:
+        raise ConfigError(f"model.{err}") from None
+    for key, check, example in (("section_once_candidates", check_section_once, "[[], [title]]"),
+                                ("section_required_candidates", check_section_required, "[[], [body]]")):
+        cands = getattr(cfg.training, key)
+        if cands is None:
+            continue
         if not isinstance(cands, list) or not cands or not all(isinstance(c, list) for c in cands):
-            raise ConfigError(f"training.section_once_candidates: {cands!r} must be a non-empty list of label "
-                              "lists, e.g. [[], [title]]")
+            raise ConfigError(f"training.{key}: {cands!r} must be a non-empty list of label lists, e.g. {example}")
         for c in cands:
             try:
-                check_section_once(c)
+                check(c)
             except ValueError as err:
-                raise ConfigError(f"training.section_once_candidates: {err}") from None
+                raise ConfigError(f"training.{key}: {err}") from None
     t = cfg.training
     if t.lexical_tags_fit == "crf" or cfg.model.line_tags:
         if t.lexical_tags_fit == "crf" and not cfg.model.lexical_tags:
@@ -150,10 +156,13 @@ def describe_calibration(chosen: dict) -> str:
         lines.append("NER outside bias on dev: " + ", ".join(
             f"{b}: {100 * v:.2f}" for b, v in chosen["ner_outside_bias_dev_f1"].items())
             + f" (entity micro-F1); kept {chosen['ner_outside_bias']:g}")
-    if "section_once" in chosen:
-        lines.append("one section a page, on dev: " + ", ".join(
+    if "section_once_dev_macro_f1" in chosen:
+        kept = " | ".join(",".join(chosen[k]) or "none" for k in ("section_once", "section_required") if k in chosen)
+        what = ("one section a page" if "section_required" not in chosen else "at most one | at least one section "
+                "a page" if "section_once" in chosen else "at least one section a page")
+        lines.append(f"{what}, on dev: " + ", ".join(
             f"{k}: {100 * v:.2f}" for k, v in chosen["section_once_dev_macro_f1"].items())
-            + f" (section macro-F1); kept {','.join(chosen['section_once']) or 'none'}")
+            + f" (section macro-F1); kept {kept}")
     if "section_label_bias" in chosen:
         h = chosen["section_bias_dev_macro_f1"]
         kept = ", ".join(f"{k} {v:+g}" for k, v in sorted(chosen["section_label_bias"].items())) or "none"
@@ -250,7 +259,8 @@ def make_model(cfg: RunConfig, tokenizer, types: list[str], checkpoint: str | No
     head = dict(section_loss_weight=m.section_loss_weight, line_hidden_size=m.line_hidden_size,
                 line_layers=m.line_layers, classifier_dropout=m.classifier_dropout,
                 window_length=m.window_length, stride=m.stride, use_crf=m.use_crf,
-                line_pooling=m.line_pooling, section_crf=m.section_crf, section_once=m.section_once)
+                line_pooling=m.line_pooling, section_crf=m.section_crf, section_once=m.section_once,
+                section_required=m.section_required)
     if m.line_buckets:
         head["line_buckets"] = m.line_buckets
         head["line_feature_dim"] = m.line_feature_dim
@@ -500,9 +510,11 @@ def main(argv: list[str] | None = None) -> int:
         averaged = trainer.average_checkpoints(cfg.training.average_checkpoints)
         summary.update(averaged)
         print(describe_averaging(averaged), file=sys.stderr)
-    if cfg.training.outside_bias_grid or cfg.training.section_bias_rounds > 0 or cfg.training.section_once_candidates:
-        chosen = trainer.calibrate(cfg.training.outside_bias_grid, cfg.training.section_bias_rounds,
-                                   section_once_candidates=cfg.training.section_once_candidates)
+    t = cfg.training
+    if t.outside_bias_grid or t.section_bias_rounds > 0 or t.section_once_candidates or t.section_required_candidates:
+        chosen = trainer.calibrate(t.outside_bias_grid, t.section_bias_rounds,
+                                   section_once_candidates=t.section_once_candidates,
+                                   section_required_candidates=t.section_required_candidates)
         summary.update(chosen)
         print(describe_calibration(chosen), file=sys.stderr)
     trainer.evaluate()  # the kept (best) model, scored by the same code as every epoch

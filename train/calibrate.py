@@ -1,7 +1,7 @@
 """Choose a saved model's decode-time biases on dev pages:
 
     python -m train.calibrate --model DIR [--pages DEV.jsonl ...] [--grid=0,0.25,0.5,...] [--section-rounds N]
-        [--section-once 'none;title'] [--dry-run]
+        [--section-once 'none;title'] [--section-required 'none;body'] [--dry-run]
 
 - the NER outside bias, taken off the NER tag O's log-probability before decoding (``Tagger(outside_bias=)``;
   above 0 it trades precision for recall): the one of ``--grid`` with the best entity micro-F1 (ties: the one
@@ -10,18 +10,21 @@
   (``Tagger(section_bias=)``): ``--section-rounds`` rounds of coordinate ascent on section macro-F1
   (0: leave them);
 - with ``--section-once``, the rule (section labels that a page has at most one section of, or none) of those
-  given whose decoding, with its own section biases, has the best section macro-F1 (ties: fewer labels).
+  given whose decoding, with its own section biases, has the best section macro-F1 (ties: fewer labels);
+- with ``--section-required``, the same for the labels that a page has at least one section of (``body``: a
+  news page has an article); with both, every pair is tried.
 
 The pages are tagged once and decoded with every candidate (:mod:`train.trainer`'s ``model_outputs``,
 ``choose_outside_bias``, ``choose_section_bias``); a model with repeat keys (``config.line_repeats``) is
 run over them twice, in blocks and each page alone, and scored on both passes together. What is chosen
-is written into ``DIR/config.json`` (``ner_outside_bias``, ``section_label_bias``, ``section_once``), which
+is written into ``DIR/config.json`` (``ner_outside_bias``, ``section_label_bias``, ``section_once``,
+``section_required``), which
 ``python -m infer`` and every ``Tagger.from_pretrained`` then use, and the scores into ``DIR/calibration.json``.
 
 The dev pages are the training run's own (``data.dev`` of ``DIR/config.yaml``, read from the current
 folder as training read them) unless ``--pages`` names labelled page JSONL files. Training does the same
 at its end with ``training.outside_bias_grid``, ``training.section_bias_rounds`` and
-``training.section_once_candidates``. Never calibrate on test pages.
+``training.section_once_candidates`` and ``training.section_required_candidates``. Never calibrate on test pages.
 """
 from __future__ import annotations
 
@@ -46,6 +49,9 @@ def parse_args(argv=None) -> argparse.Namespace:
                     help="section_once rules to try, separated by ';', each comma-separated labels or 'none' "
                          "(e.g. 'none;title'): the one with the best dev section macro-F1, each with its own section "
                          "biases, is saved as config.section_once (default: leave it)")
+    ap.add_argument("--section-required", metavar="RULES",
+                    help="section_required rules to try, the same way (e.g. 'none;body'): saved as "
+                         "config.section_required (default: leave it)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--dry-run", action="store_true", help="print the figures, write nothing")
     args = ap.parse_args(argv)
@@ -66,6 +72,14 @@ def parse_args(argv=None) -> argparse.Namespace:
             args.section_once = [check_section_once(parse_section_once(r)) for r in args.section_once.split(";")]
         except ValueError as err:
             ap.error(f"--section-once: {err}")
+    if args.section_required is not None:
+        from model.crf import check_section_required, parse_section_once
+
+        try:
+            args.section_required = [check_section_required(parse_section_once(r))
+                                     for r in args.section_required.split(";")]
+        except ValueError as err:
+            ap.error(f"--section-required: {err}")
     return args
 
 
@@ -102,7 +116,7 @@ def main(argv=None) -> int:
     except (OSError, ValueError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
-    if not any(p.ner_regions for p in pages) and not ((args.section_rounds or args.section_once)
+    if not any(p.ner_regions for p in pages) and not ((args.section_rounds or args.section_once or args.section_required)
                                                       and any(p.sections is not None for p in pages)):
         print(f"error: the dev pages ({source}) have no entity or section annotation to choose biases on",
               file=sys.stderr)
@@ -111,8 +125,9 @@ def main(argv=None) -> int:
                                     **({"section_bias": {}} if args.section_rounds else {}))
     outputs = model_outputs(tagger, pages, progress=True)
     cfg = json.loads((model_dir / "config.json").read_text(encoding="utf-8"))
-    was = {k: cfg.get(k) for k in ("ner_outside_bias", "section_label_bias", "section_once")}
-    chosen = apply_calibration(tagger.model.config, tagger, outputs, args.grid, args.section_rounds, args.section_once)
+    was = {k: cfg.get(k) for k in ("ner_outside_bias", "section_label_bias", "section_once", "section_required")}
+    chosen = apply_calibration(tagger.model.config, tagger, outputs, args.grid, args.section_rounds, args.section_once,
+                               args.section_required)
     print(describe_calibration(chosen))
     print(f"{len(pages)} dev pages ({source}); before: {json.dumps(was)}"
           + (" (dry run: nothing written)" if args.dry_run else ""))
@@ -121,8 +136,9 @@ def main(argv=None) -> int:
             cfg["ner_outside_bias"] = chosen["ner_outside_bias"]
         if "section_label_bias" in chosen:
             cfg["section_label_bias"] = chosen["section_label_bias"] or None
-        if "section_once" in chosen:
-            cfg["section_once"] = chosen["section_once"] or None
+        for key in ("section_once", "section_required"):
+            if key in chosen:
+                cfg[key] = chosen[key] or None
         write_json(model_dir / "config.json", cfg)
         write_json(model_dir / "calibration.json", {**chosen, "previous": was, "pages": len(pages), "source": source,
                                                     "date": dt.date.today().isoformat()})

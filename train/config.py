@@ -105,6 +105,9 @@ class ModelConfig:
     section_once: list[str] | None = field(default=None, metadata={
         "help": "section labels that a page has at most one section of (e.g. [title, byline]): the Tagger's "
                 "Viterbi over the lines keeps to it (inference only; saved in the model config)"})
+    section_required: list[str] | None = field(default=None, metadata={
+        "help": "section labels that a page with lines has at least one section of (e.g. [body]: the article): "
+                "the Tagger's Viterbi over the lines keeps to it (inference only; saved in the model config)"})
     lexical_dim: int = field(default=64, metadata={"help": "size of the lexical feature embedding"})
     lexical_window: int = field(default=2, metadata={"help": "neighbour words on each side whose lexical features a word sees"})
     lexical_tags: bool = field(default=False, metadata={
@@ -202,6 +205,10 @@ class TrainingConfig:
                 "has at most one section of; [] for none) tried on the dev pages, each with its own section biases, "
                 "and the one with the best dev section macro-F1 saved as the model config's section_once (ties: "
                 "fewer labels); e.g. [[], [title]]. null: model.section_once, not tuned"})
+    section_required_candidates: list[list[str]] | None = field(default=None, metadata={
+        "help": "the same for section_required rules (lists of section labels that a page has at least one section "
+                "of), every pair with the section_once candidates tried; e.g. [[], [body]]. null: "
+                "model.section_required, not tuned"})
     average_checkpoints: int = field(default=0, metadata={
         "help": "after training, before the biases: the weights of the last 2, 3, ... N epoch checkpoints averaged, "
                 "each average scored on dev like an epoch (metric_for_best_model, no biases) and kept instead of "

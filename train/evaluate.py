@@ -59,6 +59,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--section-once", metavar="LABELS", default=None,
                    help="comma-separated section labels that a page has at most one section of (default: the "
                         "model's config.section_once; 'none' for no such rule)")
+    p.add_argument("--section-required", metavar="LABELS", default=None,
+                   help="comma-separated section labels that a page with lines has at least one section of (default: "
+                        "the model's config.section_required; 'none' for no such rule)")
     p.add_argument("--device", default=None, help="torch device (default: the tagger's choice)")
     p.add_argument("--pages-alone", action="store_true",
                    help="tag every page as if on its own (no repeat keys; a model with config.line_repeats counts "
@@ -238,6 +241,9 @@ def main(argv: Sequence[str] | None = None, tagger=None) -> int:
             if args.section_once is not None:
                 from model.crf import parse_section_once
                 kw["section_once"] = parse_section_once(args.section_once)
+            if args.section_required is not None:
+                from model.crf import parse_section_once
+                kw["section_required"] = parse_section_once(args.section_required)
             try:
                 tagger = Tagger.from_pretrained(args.model, **kw)
             except (FileNotFoundError, ValueError) as err:

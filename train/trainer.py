@@ -121,48 +121,67 @@ def choose_section_bias(tagger: Tagger, outputs: list[tuple[list[Page], tuple]],
 
 
 def choose_section_once(tagger: Tagger, outputs: list[tuple[list[Page], tuple]],
-                        candidates: Sequence[Sequence[str]], rounds: int = 2) -> dict:
+                        candidates: Sequence[Sequence[str]], rounds: int = 2,
+                        required_candidates: Sequence[Sequence[str]] | None = None) -> dict:
     """Of ``candidates`` (lists of section labels that a page has at most one section of: ``[]`` for no such
     rule, ``["title"]`` for one title a page), the one whose decoding of ``outputs`` scores the best section
     macro-F1, each with its own section biases (:func:`choose_section_bias`, ``rounds`` rounds from none; 0:
-    the Tagger's own biases, kept). Ties go to the rule with fewer labels, then the earlier one. The Tagger is
-    left decoding with the winner. Returns ``section_once``, its ``section_label_bias`` and their history, and
-    ``section_once_dev_macro_f1`` (each candidate's final score)."""
-    from model.crf import check_section_once
+    the Tagger's own biases, kept). With ``required_candidates`` (lists of labels that a page has at least one
+    section of: ``[]``, ``["body"]``), every pair of the two is tried (None: the Tagger's own). Ties go to the
+    rules with fewer labels, then the earlier ones. The Tagger is left decoding with the winner. Returns
+    ``section_once``, ``section_required``, their ``section_label_bias`` and its history, and
+    ``section_once_dev_macro_f1`` (each pair's final score, keyed ``once`` or ``once | required``)."""
+    from model.crf import check_section_once, check_section_required
 
     cands = list(dict.fromkeys(tuple(check_section_once(c)) for c in candidates))
     if not cands:
         raise ValueError("no section_once candidate to try")
+    given = required_candidates is not None
+    reqs = list(dict.fromkeys(tuple(check_section_required(c)) for c in (required_candidates if given
+                                                                           else [tagger.section_required])))
+    if not reqs:
+        raise ValueError("no section_required candidate to try")
     results = []
-    for k, c in enumerate(cands):
-        tagger.set_section_once(c)
+    for k, (c, r) in enumerate((c, r) for r in reqs for c in cands):
+        tagger.set_section_once(c, r)
         bias, history = choose_section_bias(tagger, outputs, rounds, start=None if rounds else tagger.section_bias)
-        results.append(((round(history[-1], 9), -len(c), -k), c, bias, history))
-    _, once, bias, history = max(results, key=lambda r: r[0])
-    tagger.set_section_once(once)
-    return {"section_once": list(once), "section_label_bias": bias, "section_bias_dev_macro_f1": history,
-            "section_once_dev_macro_f1": {",".join(c) or "none": round(r[0], 6) for r, c, *_ in results}}
+        name = (",".join(c) or "none") + (f" | {','.join(r) or 'none'}" if given else "")
+        results.append(((round(history[-1], 9), -len(c) - len(r), -k), c, r, bias, history, name))
+    _, once, req, bias, history, _ = max(results, key=lambda x: x[0])
+    tagger.set_section_once(once, req)
+    return {"section_once": list(once), "section_required": list(req), "section_label_bias": bias,
+            "section_bias_dev_macro_f1": history,
+            "section_once_dev_macro_f1": {x[-1]: round(x[0][0], 6) for x in results}}
 
 
 def apply_calibration(config, tagger: Tagger, outputs, outside_bias_grid: Sequence[float] | None,
-                      section_bias_rounds: int, section_once_candidates: Sequence[Sequence[str]] | None = None) -> dict:
+                      section_bias_rounds: int, section_once_candidates: Sequence[Sequence[str]] | None = None,
+                      section_required_candidates: Sequence[Sequence[str]] | None = None) -> dict:
     """Choose the biases on ``outputs`` (what the pages allow) and write them into ``config``; returns a
     summary: ``ner_outside_bias`` and the dev entity micro-F1 of each bias, ``section_label_bias`` and the
-    dev section macro-F1 before and after each round, and with ``section_once_candidates`` the
-    ``section_once`` rule chosen among them (:func:`choose_section_once`) and each one's dev section macro-F1."""
+    dev section macro-F1 before and after each round, and with ``section_once_candidates`` (and
+    ``section_required_candidates``) the ``section_once`` (and ``section_required``) rule chosen among them
+    (:func:`choose_section_once`) and each one's dev section macro-F1."""
     pages = [p for block, _ in outputs for p in block]
     done: dict = {}
     if outside_bias_grid and any(p.ner_regions for p in pages):
         best, f1 = choose_outside_bias(tagger, outputs, outside_bias_grid)
         config.ner_outside_bias = best
         done.update(ner_outside_bias=best, ner_outside_bias_dev_f1={f"{b:g}": round(v, 6) for b, v in f1.items()})
-    if not any(p.sections is not None for p in pages) or not (section_once_candidates or section_bias_rounds > 0):
+    if not any(p.sections is not None for p in pages) or not (section_once_candidates or section_required_candidates
+                                                               or section_bias_rounds > 0):
         return done
     # without candidates, the Tagger's own rule is the one candidate: the same search, nothing to choose
-    chosen = choose_section_once(tagger, outputs, section_once_candidates or [tagger.section_once], section_bias_rounds)
+    chosen = choose_section_once(tagger, outputs, section_once_candidates or [tagger.section_once], section_bias_rounds,
+                                 required_candidates=section_required_candidates or None)
+    if section_once_candidates or section_required_candidates:
+        done.update(section_once_dev_macro_f1=chosen["section_once_dev_macro_f1"])
     if section_once_candidates:
         config.section_once = chosen["section_once"] or None
-        done.update(section_once=chosen["section_once"], section_once_dev_macro_f1=chosen["section_once_dev_macro_f1"])
+        done.update(section_once=chosen["section_once"])
+    if section_required_candidates:
+        config.section_required = chosen["section_required"] or None
+        done.update(section_required=chosen["section_required"])
     if section_bias_rounds > 0:
         config.section_label_bias = chosen["section_label_bias"] or None
         done.update(section_label_bias=chosen["section_label_bias"],
@@ -344,18 +363,19 @@ class JointTrainer(Trainer):
 
     def calibrate(self, outside_bias_grid: Sequence[float] | None, section_bias_rounds: int,
                   pages: Sequence[Page] | None = None,
-                  section_once_candidates: Sequence[Sequence[str]] | None = None) -> dict:
+                  section_once_candidates: Sequence[Sequence[str]] | None = None,
+                  section_required_candidates: Sequence[Sequence[str]] | None = None) -> dict:
         """Decode-time biases chosen on the dev pages with the model being trained (one pass of the model):
         the NER outside bias of ``outside_bias_grid`` (:func:`choose_outside_bias`, where the pages have
         entities), per-label section biases (:func:`choose_section_bias`, ``section_bias_rounds`` > 0, where they
-        have sections) and, with ``section_once_candidates``, the one-section-a-page rule
-        (:func:`choose_section_once`). They go into the model config (``ner_outside_bias``,
-        ``section_label_bias``, ``section_once``), which every later Tagger reads. Returns what was chosen and
-        measured."""
+        have sections) and, with ``section_once_candidates`` / ``section_required_candidates``, the
+        one-section-a-page and at-least-one-a-page rules (:func:`choose_section_once`). They go into the model
+        config (``ner_outside_bias``, ``section_label_bias``, ``section_once``, ``section_required``), which every
+        later Tagger reads. Returns what was chosen and measured."""
         pages = list(pages if pages is not None else self.eval_dataset)
         tagger, outputs = self._run_tagger(lambda t: (t, model_outputs(t, pages)), outside_bias=0.0, section_bias={})
         return apply_calibration(tagger.model.config, tagger, outputs, outside_bias_grid, section_bias_rounds,
-                                 section_once_candidates)
+                                 section_once_candidates, section_required_candidates)
 
     def _dev_scores(self, pages: Sequence[Page]) -> tuple[dict, int]:
         """:func:`dev_scores` of the model as it is now over ``pages``, and how many passes it made."""
