@@ -735,13 +735,15 @@ def line_block_keys(text: str, spans: list) -> list[list[str]]:
 CLUSTER_LINE_WORDS = 8  # lines of this many words or fewer get their words' clusters as keys
 
 
-def line_cluster_keys(text: str, spans: list, clusters: dict[str, list[int]], level: int) -> list[list[str]]:
+def line_cluster_keys(text: str, spans: list, clusters: dict[str, list[int]], level: int,
+                      words: list[list[str] | None] | None = None) -> list[list[str]]:
     """The word clusters (``clusters[word][level]``, k-means of the static word vectors) of the words
     of each short line (at most :data:`CLUSTER_LINE_WORDS`), each cluster once, ``-`` for an unknown
     word: furniture in words the training pages never had ("follow us on YouTube") shares clusters
-    with furniture they had ("follow us on Twitter")."""
+    with furniture they had ("follow us on Twitter"). ``words``: :func:`short_line_words` of the lines, where
+    the caller has them already."""
     out = []
-    for ws in short_line_words(text, spans):
+    for ws in short_line_words(text, spans) if words is None else words:
         row = [f"kb={c[level] if c is not None else '-'}" for c in map(clusters.get, ws or ())]
         out.append(list(dict.fromkeys(row)))
     return out
@@ -786,15 +788,16 @@ def gazetteer_class(code: str | None) -> str:
     return best[1]
 
 
-def line_gazetteer_keys(text: str, spans: list, gazetteer: dict[str, str]) -> list[list[str]]:
+def line_gazetteer_keys(text: str, spans: list, gazetteer: dict[str, str],
+                        words: list[list[str] | None] | None = None) -> list[list[str]]:
     """What the silver gazetteer (word -> code, :mod:`train.gazetteer`) says of each short line's words
     (at most :data:`CLUSTER_LINE_WORDS`): each word's :func:`gazetteer_class` once (``kg=P``; ``kg=#`` for
     a number, ``kg=p`` for punctuation), and ``kgn=names/words``, the count of its words named in the news
     with a high or middle share (at most 3) over its word count. A byline in words the training pages never
     had ("our correspondent in Beirut", "Tareq al-Suwaidi (Riyadh)") is a short line of names, as the
-    bylines they had are; a title or a teaser's head seldom is."""
+    bylines they had are; a title or a teaser's head seldom is. ``words``: as for :func:`line_cluster_keys`."""
     out = []
-    for ws in short_line_words(text, spans):
+    for ws in short_line_words(text, spans) if words is None else words:
         classes = [gazetteer_class(gazetteer.get(n)) if any(ch.isalpha() for ch in n)
                    else "#" if any(ch.isdigit() for ch in n) else "p" for n in ws or ()]
         row: list[str] = []
@@ -877,11 +880,12 @@ def line_keys(text: str, spans: list, topic: bool = False, clusters: tuple[dict[
     if blocks:
         for row, extra in zip(keys, line_block_keys(text, spans)):
             row += extra
+    short = short_line_words(text, spans) if clusters is not None or gazetteer is not None else None  # one pass
     if clusters is not None:
-        for row, extra in zip(keys, line_cluster_keys(text, spans, *clusters)):
+        for row, extra in zip(keys, line_cluster_keys(text, spans, *clusters, words=short)):
             row += extra
     if gazetteer is not None:
-        for row, extra in zip(keys, line_gazetteer_keys(text, spans, gazetteer)):
+        for row, extra in zip(keys, line_gazetteer_keys(text, spans, gazetteer, words=short)):
             row += extra
     if repeats is not None:
         if len(repeats) != len(keys):
