@@ -240,6 +240,17 @@ def test_stream_and_overlap_options(tiny_model_dir, tmp_path, capsys):
         with pytest.raises(SystemExit) as exc:
             run(tiny_model_dir, inp, tmp_path / "bad3.jsonl", "--section-bias", bad)
         assert exc.value.code == 2
+    # --section-required body with every line pushed to related: each page still keeps a body section;
+    # 'none' is the tiny model's own (no rule); a bad label is a load error naming it
+    assert run(tiny_model_dir, inp, tmp_path / "req.jsonl", "--section-bias", "related=80", "--section-required", "body") == 0
+    for rec, text in zip(records(tmp_path / "req.jsonl"), texts):
+        assert_valid_result(rec, text)
+        assert {s["label"] for s in rec["sections"]} == {"related", "body"}
+    assert run(tiny_model_dir, inp, tmp_path / "req0.jsonl", *same, "--section-required", "none") == 0
+    assert (tmp_path / "req0.jsonl").read_bytes() == outs["one"].read_bytes()
+    capsys.readouterr()
+    assert run(tiny_model_dir, inp, tmp_path / "bad4.jsonl", "--section-required", "bodi") == 2
+    assert "'bodi'" in capsys.readouterr().err and not (tmp_path / "bad4.jsonl").exists()
     # a model folder whose saved biases are bad: a load error naming the field, nothing written
     import shutil
 
