@@ -124,7 +124,7 @@ class PageEncoder:
                  word_clusters: dict[str, list[int]] | None = None, line_topic: bool = False,
                  line_cluster_level: int | None = None, line_repeats: int = 0, line_bare_words: bool = False,
                  line_blocks: bool = False, word_gazetteer: dict[str, str] | None = None,
-                 line_gazetteer: bool = False):
+                 line_gazetteer: bool = False, line_heads: bool = False):
         self.tokenizer = tokenizer
         self.body = max_length - 2
         if self.body < 8:
@@ -143,6 +143,7 @@ class PageEncoder:
         self.line_topic = bool(line_topic)  # + topic keys per line (line_topic_feature_keys)
         self.line_bare_words = bool(line_bare_words)  # + bare-word keys per line (line_feature_keys)
         self.line_blocks = bool(line_blocks)  # + block keys per line (line_block_keys)
+        self.line_heads = bool(line_heads)  # + head keys per line (line_head_keys)
         # + repeat keys per line (line_repeat_keys) over groups of this many pages (encode_block); 0: none
         self.line_repeats = int(line_repeats or 0)
         if self.line_repeats < 0:
@@ -200,6 +201,7 @@ class PageEncoder:
                    line_topic=getattr(config, "line_topic", False),
                    line_bare_words=getattr(config, "line_bare_words", False),
                    line_blocks=getattr(config, "line_blocks", False),
+                   line_heads=getattr(config, "line_heads", False),
                    line_repeats=getattr(config, "line_repeats", 0), **kwargs)
 
     @classmethod
@@ -281,7 +283,7 @@ class PageEncoder:
                 (self.word_clusters, self.line_cluster_level) if self.line_cluster_level is not None else None,
                 repeats if self.line_repeats else None, repeat_width=bool(self.line_repeats),
                 bare_words=self.line_bare_words, blocks=self.line_blocks,
-                gazetteer=self.word_gazetteer if self.line_gazetteer else None)
+                gazetteer=self.word_gazetteer if self.line_gazetteer else None, heads=self.line_heads)
         if ner_tags is not None:
             feat["ner_labels"] = ner_labels(page, ner_tags)
             feat["section_labels"] = section_labels(page)
@@ -732,6 +734,50 @@ def line_block_keys(text: str, spans: list) -> list[list[str]]:
     return out
 
 
+# -- head keys: does a line open with a mark, or with a short head before ":" or "|"? ---------------
+# An inline teaser or a tag line behind a marker or a header that the training pages never had
+# ("▶ ...", "للمزيد: ...", "هاشتاغ: ..."): the mark's Unicode class and the head's shape carry over
+# where the character and the words do not.
+
+HEAD_SEPARATORS = frozenset(":|»>–-：")  # a word ending in one, or made of them, closes a line's head
+HEAD_WORDS = 4  # a head is at most this many words
+HEAD_FEATURES = 4  # keys per line, at most
+
+
+def line_head_keys(text: str, spans: list) -> list[list[str]]:
+    """Head keys of each line: ``hc`` the Unicode category of its first character (``So`` for any arrow
+    or bullet, ``Pi`` for an opening quote), with ``hcn`` that category and the word count for a line
+    that opens with a mark; ``hs`` where its head ends (a separator in its first :data:`HEAD_WORDS` words:
+    ``هاشتاغ: اقتصاد`` -> 1, ``شاهد أيضاً | ...`` -> 2; ``-`` for none) and ``hr`` how many words follow
+    it (separators left out). Chosen on the line CRF probe (three page seeds, 300 held-out-template
+    dev pages): section macro-F1 93.0 / 94.6 / - vs 91.8 / 94.6 / 93.3 without."""
+    out = []
+    for s, e in spans:
+        t = text[s:e].strip()
+        ws = t.split()
+        row: list[str] = []
+        if ws:
+            cat = unicodedata.category(t[0])
+            row.append(f"hc={cat}")
+            if cat[0] != "L" and len(ws) > 1:
+                row.append(f"hcn={cat}:{_bin(len(ws), (2, 4, 8, 16))}")
+            head = None
+            for i, w in enumerate(ws[:HEAD_WORDS]):
+                if len(w) > 1 and w[-1] in HEAD_SEPARATORS:
+                    head = i + 1
+                    break
+                if all(ch in HEAD_SEPARATORS for ch in w):
+                    head = i
+                    break
+            if head is None:
+                row.append("hs=-")
+            else:
+                rest = sum(1 for w in ws[head:] if not all(ch in HEAD_SEPARATORS for ch in w))
+                row += [f"hs={head}", f"hr={_bin(rest, (0, 1, 2, 4, 7, 12, 20))}"]
+        out.append(row)
+    return out
+
+
 CLUSTER_LINE_WORDS = 8  # lines of this many words or fewer get their words' clusters as keys
 
 
@@ -867,9 +913,10 @@ def line_repeat_keys(repeats: np.ndarray) -> list[list[str]]:
 
 def line_keys(text: str, spans: list, topic: bool = False, clusters: tuple[dict[str, list[int]], int] | None = None,
               repeats: np.ndarray | None = None, bare_words: bool = False, blocks: bool = False,
-              gazetteer: dict[str, str] | None = None) -> list[list[str]]:
+              gazetteer: dict[str, str] | None = None, heads: bool = False) -> list[list[str]]:
     """Every key of each line: :func:`line_feature_keys` (``bare_words``: with the bare-word keys), with
-    ``topic`` :func:`line_topic_feature_keys`, with ``blocks`` :func:`line_block_keys`, with ``clusters`` =
+    ``topic`` :func:`line_topic_feature_keys`, with ``blocks`` :func:`line_block_keys`, with ``heads``
+    :func:`line_head_keys`, with ``clusters`` =
     (word -> cluster ids, level) :func:`line_cluster_keys`, with ``gazetteer`` (word -> code)
     :func:`line_gazetteer_keys`, with ``repeats`` :func:`line_repeat_keys`. What
     the model hashes (:func:`line_feature_ids`) and what ``scripts/line_crf_probe.py`` fits."""
@@ -879,6 +926,9 @@ def line_keys(text: str, spans: list, topic: bool = False, clusters: tuple[dict[
             row += extra
     if blocks:
         for row, extra in zip(keys, line_block_keys(text, spans)):
+            row += extra
+    if heads:
+        for row, extra in zip(keys, line_head_keys(text, spans)):
             row += extra
     short = short_line_words(text, spans) if clusters is not None or gazetteer is not None else None  # one pass
     if clusters is not None:
@@ -899,14 +949,15 @@ def line_feature_ids(text: str, spans: np.ndarray, buckets: int, topic: bool = F
                      clusters: tuple[dict[str, list[int]], int] | None = None,
                      repeats: np.ndarray | None = None, repeat_width: bool = False,
                      bare_words: bool = False, blocks: bool = False,
-                     gazetteer: dict[str, str] | None = None) -> np.ndarray:
+                     gazetteer: dict[str, str] | None = None, heads: bool = False) -> np.ndarray:
     """Bucket ids of :func:`line_keys`, ``(n_lines, LINE_FEATURES [+ BARE_FEATURES] [+ TOPIC_FEATURES]
-    [+ BLOCK_FEATURES] [+ CLUSTER_LINE_WORDS] [+ GAZETTEER_LINE_FEATURES] [+ REPEAT_FEATURES])`` int32, 0 =
+    [+ BLOCK_FEATURES] [+ HEAD_FEATURES] [+ CLUSTER_LINE_WORDS] [+ GAZETTEER_LINE_FEATURES] [+ REPEAT_FEATURES])``
+    int32, 0 =
     padding. ``repeat_width``: the repeat columns are there (padding when ``repeats`` is None: a page tagged
     alone)."""
-    keys = line_keys(text, spans.tolist(), topic, clusters, repeats, bare_words, blocks, gazetteer)
+    keys = line_keys(text, spans.tolist(), topic, clusters, repeats, bare_words, blocks, gazetteer, heads)
     width = (LINE_FEATURES + (BARE_FEATURES if bare_words else 0) + (TOPIC_FEATURES if topic else 0)
-             + (BLOCK_FEATURES if blocks else 0)
+             + (BLOCK_FEATURES if blocks else 0) + (HEAD_FEATURES if heads else 0)
              + (CLUSTER_LINE_WORDS if clusters is not None else 0)
              + (GAZETTEER_LINE_FEATURES if gazetteer is not None else 0)
              + (REPEAT_FEATURES if repeat_width or repeats is not None else 0))

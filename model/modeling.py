@@ -106,7 +106,8 @@ class JointConfig(PreTrainedConfig):
                  section_once: list[str] | None = None, line_clusters: int = 0, ner_outside_bias: float = 0.0,
                  section_label_bias: dict[str, float] | None = None, line_repeats: int = 0,
                  line_bare_words: bool = False, line_blocks: bool = False, lexical_gazetteer: bool = False,
-                 line_gazetteer: bool = False, section_required: list[str] | None = None, **kwargs):
+                 line_gazetteer: bool = False, section_required: list[str] | None = None,
+                 line_heads: bool = False, **kwargs):
         if line_pooling not in LINE_POOLINGS:
             raise ValueError(f"line_pooling {line_pooling!r}: use one of {', '.join(LINE_POOLINGS)}")
         if isinstance(encoder, PreTrainedConfig):
@@ -143,6 +144,9 @@ class JointConfig(PreTrainedConfig):
         # Where each line sits among the page's runs of prose, and the short line above it that may head
         # it (data.features.line_block_keys): a teaser's paragraphs under "إقرأ أيضاً:", after the body.
         self.line_blocks = bool(line_blocks)
+        # How a line opens among its line features (data.features.line_head_keys): the Unicode class of its
+        # first mark, and where a short head before ":" or "|" ends.
+        self.line_heads = bool(line_heads)
         # The clusters (this size, one of lexical_clusters) of a short line's words among its line features
         # (data.features.line_cluster_keys).
         self.line_clusters = int(line_clusters or 0)

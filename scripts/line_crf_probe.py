@@ -30,9 +30,10 @@ from train.metrics import section_metrics  # noqa: E402
 
 
 def items(page, topic: bool, clusters: tuple | None = None, repeats=None,
-          bare_words: bool = False, blocks: bool = False, gazetteer: dict | None = None) -> list[dict[str, float]]:
+          bare_words: bool = False, blocks: bool = False, gazetteer: dict | None = None,
+          heads: bool = False) -> list[dict[str, float]]:
     """The model's line keys of ``page`` (``data.features.line_keys``) as crfsuite items."""
-    keys = line_keys(page.text, page.lines.tolist(), topic, clusters, repeats, bare_words, blocks, gazetteer)
+    keys = line_keys(page.text, page.lines.tolist(), topic, clusters, repeats, bare_words, blocks, gazetteer, heads)
     return [{k: 1.0 for k in row} for row in keys]
 
 
@@ -43,6 +44,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--topic", action="store_true", help="add the topic keys (model.line_topic)")
     ap.add_argument("--bare-words", action="store_true", help="add the bare-word keys (model.line_bare_words)")
     ap.add_argument("--blocks", action="store_true", help="add the block keys (model.line_blocks)")
+    ap.add_argument("--heads", action="store_true", help="add the head keys (model.line_heads)")
     ap.add_argument("--clusters", help="a model's word_clusters.json, for the line cluster keys (model.line_clusters)")
     ap.add_argument("--line-clusters", type=int, default=256, help="which cluster size of --clusters (default 256)")
     ap.add_argument("--gazetteer", help="a silver gazetteer (train.gazetteer's gazetteer.json or a model's "
@@ -98,12 +100,14 @@ def main(argv: list[str] | None = None) -> int:
         rep_train = [r if r is not None and rng.random() >= args.repeats_dropout else None
                      for r in line_repeats(train, args.repeats)]
         rep_dev = line_repeats(dev, args.repeats)
-    crf.fit([items(p, args.topic, clusters, r, args.bare_words, args.blocks, gazetteer) for p, r in zip(train, rep_train)],
+    crf.fit([items(p, args.topic, clusters, r, args.bare_words, args.blocks, gazetteer, args.heads)
+             for p, r in zip(train, rep_train)],
             [[SECTION_TAGS.tags[i] for i in section_labels(p)] for p in train])
     fit_s = time.time() - t0
     index = {t: i for i, t in enumerate(SECTION_TAGS.tags)}
     records, confusions = [], {}
-    dev_items = [items(p, args.topic, clusters, r, args.bare_words, args.blocks, gazetteer) for p, r in zip(dev, rep_dev)]
+    dev_items = [items(p, args.topic, clusters, r, args.bare_words, args.blocks, gazetteer, args.heads)
+                 for p, r in zip(dev, rep_dev)]
     for page, tags in zip(dev, crf.predict(dev_items)):
         ids = np.array([index[t] for t in tags])
         records.append({"id": page.id, "sections": [s.to_dict() for s in SECTION_TAGS.decode(page.lines, ids)]})

@@ -248,7 +248,7 @@ def test_topic_ids_widen_the_line_ids_and_follow_the_config(setup, tmp_path):
     assert not PageEncoder.for_model(tok, setup[0]).line_topic
 
 
-@pytest.mark.parametrize("key", ["line_topic", "line_bare_words", "line_blocks"])
+@pytest.mark.parametrize("key", ["line_topic", "line_bare_words", "line_blocks", "line_heads"])
 def test_line_key_switches_need_line_buckets(tmp_path, key):
     from synthetic import tiny_config, write_pages
     from train.__main__ import ConfigError, parse
@@ -325,6 +325,35 @@ def test_block_keys_mark_the_main_run_and_the_header_above_a_teaser(setup, tmp_p
     assert torch.isfinite(out.section_logits).all()
 
 
+def test_head_keys_class_a_line_opening_and_its_head_and_follow_the_config(setup, tmp_path):
+    from data.features import HEAD_FEATURES, line_head_keys
+    lines = ["هاشتاغ: اقتصاد", "▶ الجيش يعلن نتائج العملية في المنطقة", "شاهد أيضاً | عنوان خبر آخر هنا",
+             "» عنوان", "وقال الوزير إن المشروع سيكتمل خلال العام المقبل.", "- نعم", "Tags: سياسة"]
+    page = Page(id="h", text="\n".join(lines))
+    keys = line_head_keys(page.text, page.lines.tolist())
+    assert keys[0] == ["hc=Lo", "hs=1", "hr=1"]  # a one-word head before ":", one word after it
+    assert keys[1] == ["hc=So", "hcn=So:2", "hs=-"]  # any arrow or bullet is "So", whatever the character
+    assert keys[2] == ["hc=Lo", "hs=2", "hr=3"]  # the separator word "|" closes a two-word head
+    assert keys[3] == ["hc=Pf", "hcn=Pf:0", "hs=0", "hr=1"] and keys[5][:2] == ["hc=Pd", "hcn=Pd:0"]
+    assert keys[4] == ["hc=Lo", "hs=-"] and keys[6] == ["hc=Lu", "hs=1", "hr=1"]
+    assert all(len(k) <= HEAD_FEATURES for k in keys) and line_head_keys("", []) == []
+    # the same keys for other marks of a class: a teaser behind a bullet the training pages never had
+    assert line_head_keys("◆ خبر آخر هنا", [(0, 13)]) == line_head_keys("➤ خبر آخر هنا", [(0, 13)])
+    # off by default (old models' ids unchanged); on, the ids widen by HEAD_FEATURES and keep the others
+    plain = line_feature_ids(page.text, page.lines, BUCKETS)
+    ids = line_feature_ids(page.text, page.lines, BUCKETS, heads=True)
+    assert ids.shape == (len(page.lines), LINE_FEATURES + HEAD_FEATURES)
+    for a, b in zip(plain, ids):
+        assert set(a[a > 0]) < set(b[b > 0])
+    tok, loaded, enc = _saved_line_model(setup, tmp_path, "line_heads")
+    assert np.array_equal(enc.encode(page)["line_ids"], ids)
+    assert not PageEncoder.for_model(tok, setup[0]).line_heads
+    batch = enc.collate([enc.encode(page, entity_tagset(["LOC", "ORG", "PERS"]))])
+    with torch.no_grad():
+        out = loaded(**batch)
+    assert torch.isfinite(out.section_logits).all()
+
+
 def _saved_line_model(setup, tmp_path, *switches):
     """A tiny joint model with these line-key switches on, saved and loaded back (each switch checked in
     the loaded config), with its tokenizer and its encoder (the Tagger's)."""
@@ -366,6 +395,9 @@ def test_line_crf_probe_fits_and_scores_the_model_keys(tmp_path, capsys):
     errs = capsys.readouterr().out  # three iterations leave mistakes: each confusion with its lines, page named
     assert any(k.startswith("a0=") for k in probe.items(pages[0], False, bare_words=True)[0])
     assert any(k.startswith("brel=") for k in probe.items(pages[0], False, blocks=True)[0])
+    assert any(k.startswith("hs=") for k in probe.items(pages[0], False, heads=True)[0])
+    assert probe.main(["--train", str(train), "--dev", str(dev), "--heads", "--iterations", "3"]) == 0
+    assert "6 scored pages" in capsys.readouterr().out
     # --gazetteer: the line gazetteer keys, read from a gazetteer file; a broken file is named
     import json
     gz = tmp_path / "gazetteer.json"

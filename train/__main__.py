@@ -75,6 +75,8 @@ def parse(argv: list[str]) -> RunConfig:
         raise ConfigError("model.line_bare_words: bare-word keys are line features; set model.line_buckets too")
     if cfg.model.line_blocks and not cfg.model.line_buckets:
         raise ConfigError("model.line_blocks: block keys are line features; set model.line_buckets too")
+    if cfg.model.line_heads and not cfg.model.line_buckets:
+        raise ConfigError("model.line_heads: head keys are line features; set model.line_buckets too")
     if cfg.model.line_gazetteer and not (cfg.model.line_buckets and cfg.model.lexical_gazetteer):
         raise ConfigError("model.line_gazetteer: gazetteer keys of a line's words are line features read from the "
                           "silver gazetteer; set model.line_buckets and model.lexical_gazetteer too")
@@ -268,6 +270,7 @@ def make_model(cfg: RunConfig, tokenizer, types: list[str], checkpoint: str | No
         head["line_topic"] = m.line_topic
         head["line_bare_words"] = m.line_bare_words
         head["line_blocks"] = m.line_blocks
+        head["line_heads"] = m.line_heads
         head["line_clusters"] = m.line_clusters
         head["line_repeats"] = m.line_repeats
     if m.lexical_buckets:

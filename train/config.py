@@ -127,6 +127,10 @@ class ModelConfig:
         "help": "also block keys among the line features: the rank and length of the line's run of prose lines, "
                 "whether it is before, within or after the largest run, and the bare words of the short line "
                 "above it (data.features.line_block_keys); needs model.line_buckets"})
+    line_heads: bool = field(default=False, metadata={
+        "help": "also head keys among the line features: the Unicode class of the line's first mark, and where a "
+                "short head before ':' or '|' ends and how many words follow it (data.features.line_head_keys); "
+                "needs model.line_buckets"})
     line_gazetteer: bool = field(default=False, metadata={
         "help": "also what the silver gazetteer (model.lexical_gazetteer) says of each short line's words among the "
                 "line features: each word's type and band, and how many of its words the news names "
