@@ -255,13 +255,7 @@ def test_section_once_keeps_one_title_per_page_and_is_saved_with_the_model(tmp_p
     # python -m train.evaluate --section-once: the rule from the saved config, or none
     from train import evaluate
     sample = write_pages(tmp_path / "gold.jsonl", pages)
-    titles = {}
-    for flag in ([], ["--section-once", "none"]):
-        out = tmp_path / f"eval{len(flag)}"
-        assert evaluate.main(["--model", str(tmp_path / "True"), "--pages", str(sample), "--out", str(out),
-                              "--device", "cpu", *flag]) == 0
-        m = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-        titles[len(flag)] = m["blocks"]["gold"]["sections"]["labels"]["title"]["predicted"]
+    titles = _predicted_lines(tmp_path / "True", sample, tmp_path, "--section-once", "title")
     assert titles[0] < titles[2]  # title lines: one title section per page against every line a title
     assert evaluate.main(["--model", str(tmp_path / "True"), "--pages", str(sample), "--out", str(tmp_path / "e"),
                           "--device", "cpu", "--section-once", "titel"]) == 2  # a bad label: a usage error
@@ -273,6 +267,20 @@ def test_section_once_keeps_one_title_per_page_and_is_saved_with_the_model(tmp_p
     with pytest.raises(ConfigError, match="model.section_once: 'titel'"):
         parse([cfg, "model.section_once=[titel]"])
     assert parse([cfg, "model.section_once=[title, byline]"]).model.section_once == ["title", "byline"]
+
+
+def _predicted_lines(model_dir, sample, tmp_path, flag, label):
+    """python -m train.evaluate on ``sample``: the lines predicted as ``label`` with the model's own rule
+    (key 0) and with ``flag none`` (key 2)."""
+    from train import evaluate
+    got = {}
+    for extra in ([], [flag, "none"]):
+        out = tmp_path / f"eval{len(extra)}"
+        assert evaluate.main(["--model", str(model_dir), "--pages", str(sample), "--out", str(out),
+                              "--device", "cpu", *extra]) == 0
+        m = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
+        got[len(extra)] = m["blocks"]["gold"]["sections"]["labels"][label]["predicted"]
+    return got
 
 
 def test_viterbi_once_with_required_masks_equals_brute_force():
@@ -335,13 +343,7 @@ def test_section_required_gives_a_page_a_body_and_is_saved_with_the_model(tmp_pa
             assert all(0 <= s["start"] < s["end"] <= len(page.text) for s in b["sections"])
     from train import evaluate
     sample = write_pages(tmp_path / "gold.jsonl", pages)
-    bodies = {}
-    for flag in ([], ["--section-required", "none"]):
-        out = tmp_path / f"eval{len(flag)}"
-        assert evaluate.main(["--model", str(tmp_path / "True"), "--pages", str(sample), "--out", str(out),
-                              "--device", "cpu", *flag]) == 0
-        m = json.loads((out / "metrics.json").read_text(encoding="utf-8"))
-        bodies[len(flag)] = m["blocks"]["gold"]["sections"]["labels"]["body"]["predicted"]
+    bodies = _predicted_lines(tmp_path / "True", sample, tmp_path, "--section-required", "body")
     assert bodies[0] >= len(pages) > bodies[2] == 0
     assert evaluate.main(["--model", str(tmp_path / "True"), "--pages", str(sample), "--out", str(tmp_path / "e"),
                           "--device", "cpu", "--section-required", "bodi"]) == 2

@@ -316,13 +316,7 @@ def test_block_keys_mark_the_main_run_and_the_header_above_a_teaser(setup, tmp_p
     # the ids widen by BLOCK_FEATURES, and a saved model keeps the switch
     ids = line_feature_ids(page.text, page.lines, BUCKETS, blocks=True)
     assert ids.shape == (len(page.lines), LINE_FEATURES + BLOCK_FEATURES)
-    tok, loaded, enc = _saved_line_model(setup, tmp_path, "line_blocks")
-    assert np.array_equal(enc.encode(page)["line_ids"], ids)
-    assert not PageEncoder.for_model(tok, setup[0]).line_blocks
-    batch = enc.collate([enc.encode(page, entity_tagset(["LOC", "ORG", "PERS"]))])
-    with torch.no_grad():
-        out = loaded(**batch)
-    assert torch.isfinite(out.section_logits).all()
+    _check_saved_switch(setup, tmp_path, "line_blocks", page, ids)
 
 
 def test_head_keys_class_a_line_opening_and_its_head_and_follow_the_config(setup, tmp_path):
@@ -345,9 +339,15 @@ def test_head_keys_class_a_line_opening_and_its_head_and_follow_the_config(setup
     assert ids.shape == (len(page.lines), LINE_FEATURES + HEAD_FEATURES)
     for a, b in zip(plain, ids):
         assert set(a[a > 0]) < set(b[b > 0])
-    tok, loaded, enc = _saved_line_model(setup, tmp_path, "line_heads")
+    _check_saved_switch(setup, tmp_path, "line_heads", page, ids)
+
+
+def _check_saved_switch(setup, tmp_path, switch, page, ids):
+    """A tiny model saved with ``switch`` on: its encoder (the Tagger's) makes ``ids`` for ``page``, a model
+    without the switch does not turn it on, and the section layer takes the ids through a forward pass."""
+    tok, loaded, enc = _saved_line_model(setup, tmp_path, switch)
     assert np.array_equal(enc.encode(page)["line_ids"], ids)
-    assert not PageEncoder.for_model(tok, setup[0]).line_heads
+    assert not getattr(PageEncoder.for_model(tok, setup[0]), switch)
     batch = enc.collate([enc.encode(page, entity_tagset(["LOC", "ORG", "PERS"]))])
     with torch.no_grad():
         out = loaded(**batch)
