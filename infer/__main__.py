@@ -134,7 +134,7 @@ def main(argv: list[str] | None = None) -> int:
             what = "is a file, not a model folder" if Path(args.model).exists() else "not found"
             raise JobError(f"model folder {args.model}: {what}")
         from infer.tagger import Tagger
-        from model.crf import parse_section_once
+        from model.crf import parse_section_labels
 
         try:
             tagger = Tagger.from_pretrained(args.model, device=_device(args.device, world, local_rank),
@@ -142,8 +142,8 @@ def main(argv: list[str] | None = None) -> int:
                                             batch_tokens=args.batch_tokens, block_size=args.block_size,
                                             windows=args.windows, backend=args.backend, quantize=args.quantize,
                                             streams=args.streams, overlap=args.overlap, prefetch=args.prefetch,
-                                            section_once=parse_section_once(args.section_once),
-                                            section_required=parse_section_once(args.section_required),
+                                            section_once=parse_section_labels(args.section_once),
+                                            section_required=parse_section_labels(args.section_required),
                                             outside_bias=args.outside_bias,
                                             section_bias=args.section_bias, alone=args.pages_alone)
         except (FileNotFoundError, ValueError, OSError, RuntimeError, AssertionError, ImportError) as err:

@@ -13,20 +13,26 @@ import torch
 from torch import nn
 
 
+def _check_section_labels(labels, key: str, allowed: list[str], what: str) -> list[str]:
+    """``labels`` checked as a list of ``allowed`` section labels (duplicates dropped; ``None``: ``[]``); a
+    ``ValueError`` that names ``key`` and the first bad label otherwise."""
+    if labels is None:
+        return []
+    if isinstance(labels, str) or not all(isinstance(x, str) for x in labels):
+        raise ValueError(f"{key} must be a list of section labels, not {labels!r}")
+    bad = [x for x in labels if x not in allowed]
+    if bad:
+        raise ValueError(f"{key}: {bad[0]!r} is not {what}; use some of {', '.join(allowed)}")
+    return list(dict.fromkeys(labels))
+
+
 def check_section_once(labels) -> list[str]:
     """The labels of ``section_once`` (a page has at most one section of each), checked: a list of
     known section labels, ``body`` excepted (an inline read-also line splits a body)."""
     from data.schema import SECTION_LABELS
 
-    if labels is None:
-        return []
-    if isinstance(labels, str) or not all(isinstance(x, str) for x in labels):
-        raise ValueError(f"section_once must be a list of section labels, not {labels!r}")
-    bad = [x for x in labels if x not in SECTION_LABELS or x == "body"]
-    if bad:
-        raise ValueError(f"section_once: {bad[0]!r} is not a section label that a page has one of; "
-                         f"use some of {', '.join(x for x in SECTION_LABELS if x != 'body')}")
-    return list(dict.fromkeys(labels))
+    return _check_section_labels(labels, "section_once", [x for x in SECTION_LABELS if x != "body"],
+                                 "a section label that a page has one of")
 
 
 def check_section_required(labels) -> list[str]:
@@ -34,18 +40,11 @@ def check_section_required(labels) -> list[str]:
     a news page has an article), checked: a list of known section labels."""
     from data.schema import SECTION_LABELS
 
-    if labels is None:
-        return []
-    if isinstance(labels, str) or not all(isinstance(x, str) for x in labels):
-        raise ValueError(f"section_required must be a list of section labels, not {labels!r}")
-    bad = [x for x in labels if x not in SECTION_LABELS]
-    if bad:
-        raise ValueError(f"section_required: {bad[0]!r} is not a section label; use some of {', '.join(SECTION_LABELS)}")
-    return list(dict.fromkeys(labels))
+    return _check_section_labels(labels, "section_required", list(SECTION_LABELS), "a section label")
 
 
-def parse_section_once(value: str | None) -> list[str] | None:
-    """A command line's ``--section-once`` (or ``--section-required``): ``title,byline`` -> a list, ``none`` ->
+def parse_section_labels(value: str | None) -> list[str] | None:
+    """A command line's ``--section-once`` or ``--section-required``: ``title,byline`` -> a list, ``none`` ->
     ``[]`` (no rule), not given -> ``None`` (the model's own)."""
     if value is None:
         return None

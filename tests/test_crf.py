@@ -253,13 +253,9 @@ def test_section_once_keeps_one_title_per_page_and_is_saved_with_the_model(tmp_p
             assert len(titles) == 1 and len(b["sections"]) >= 2
             assert sum(len(page.text[s["start"]:s["end"]].splitlines()) for s in b["sections"]) >= n_lines
     # python -m train.evaluate --section-once: the rule from the saved config, or none
-    from train import evaluate
     sample = write_pages(tmp_path / "gold.jsonl", pages)
-    titles = _predicted_lines(tmp_path / "True", sample, tmp_path, "--section-once", "title")
+    titles = _predicted_lines(tmp_path / "True", sample, tmp_path, "--section-once", "title", bad="titel")
     assert titles[0] < titles[2]  # title lines: one title section per page against every line a title
-    assert evaluate.main(["--model", str(tmp_path / "True"), "--pages", str(sample), "--out", str(tmp_path / "e"),
-                          "--device", "cpu", "--section-once", "titel"]) == 2  # a bad label: a usage error
-    assert not (tmp_path / "e").exists()
     with pytest.raises(ValueError, match="body"):
         JointConfig(section_once=["body"])
     sample = write_pages(tmp_path / "p.jsonl", synthetic_pages(2, seed=5))
@@ -269,10 +265,13 @@ def test_section_once_keeps_one_title_per_page_and_is_saved_with_the_model(tmp_p
     assert parse([cfg, "model.section_once=[title, byline]"]).model.section_once == ["title", "byline"]
 
 
-def _predicted_lines(model_dir, sample, tmp_path, flag, label):
+def _predicted_lines(model_dir, sample, tmp_path, flag, label, bad):
     """python -m train.evaluate on ``sample``: the lines predicted as ``label`` with the model's own rule
-    (key 0) and with ``flag none`` (key 2)."""
+    (key 0) and with ``flag none`` (key 2); ``flag bad`` (an unknown label) is a usage error, nothing written."""
     from train import evaluate
+    assert evaluate.main(["--model", str(model_dir), "--pages", str(sample), "--out", str(tmp_path / "e"),
+                          "--device", "cpu", flag, bad]) == 2
+    assert not (tmp_path / "e").exists()
     got = {}
     for extra in ([], [flag, "none"]):
         out = tmp_path / f"eval{len(extra)}"
@@ -341,12 +340,9 @@ def test_section_required_gives_a_page_a_body_and_is_saved_with_the_model(tmp_pa
             assert sum(s["label"] == "body" for s in b["sections"]) >= 1
             assert [(s["start"], s["end"]) for s in b["sections"]] == sorted((s["start"], s["end"]) for s in b["sections"])
             assert all(0 <= s["start"] < s["end"] <= len(page.text) for s in b["sections"])
-    from train import evaluate
     sample = write_pages(tmp_path / "gold.jsonl", pages)
-    bodies = _predicted_lines(tmp_path / "True", sample, tmp_path, "--section-required", "body")
+    bodies = _predicted_lines(tmp_path / "True", sample, tmp_path, "--section-required", "body", bad="bodi")
     assert bodies[0] >= len(pages) > bodies[2] == 0
-    assert evaluate.main(["--model", str(tmp_path / "True"), "--pages", str(sample), "--out", str(tmp_path / "e"),
-                          "--device", "cpu", "--section-required", "bodi"]) == 2
     with pytest.raises(ValueError, match="'bodi'"):
         JointConfig(section_required=["bodi"])
     sample = write_pages(tmp_path / "p.jsonl", synthetic_pages(2, seed=5))

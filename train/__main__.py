@@ -93,16 +93,13 @@ def parse(argv: list[str]) -> RunConfig:
         if cfg.model.line_clusters not in (cfg.model.lexical_clusters or []):
             raise ConfigError(f"model.line_clusters: {cfg.model.line_clusters} is not one of "
                               f"model.lexical_clusters ({cfg.model.lexical_clusters})")
-    try:
-        check_section_once(cfg.model.section_once)
-    except ValueError as err:
-        raise ConfigError(f"model.{err}") from None
-    try:
-        check_section_required(cfg.model.section_required)
-    except ValueError as err:
-        raise ConfigError(f"model.{err}") from None
-    for key, check, example in (("section_once_candidates", check_section_once, "[[], [title]]"),
-                                ("section_required_candidates", check_section_required, "[[], [body]]")):
+    for key, check, example in (("section_once", check_section_once, "[[], [title]]"),
+                                ("section_required", check_section_required, "[[], [body]]")):
+        try:
+            check(getattr(cfg.model, key))
+        except ValueError as err:
+            raise ConfigError(f"model.{err}") from None
+        key += "_candidates"
         cands = getattr(cfg.training, key)
         if cands is None:
             continue

@@ -65,21 +65,15 @@ def parse_args(argv=None) -> argparse.Namespace:
         ap.error("--grid: give one finite number or more")
     if args.section_rounds < 0:
         ap.error(f"--section-rounds {args.section_rounds}: give 0 or more")
-    if args.section_once is not None:
-        from model.crf import check_section_once, parse_section_once
+    from model.crf import check_section_once, check_section_required, parse_section_labels
 
-        try:
-            args.section_once = [check_section_once(parse_section_once(r)) for r in args.section_once.split(";")]
-        except ValueError as err:
-            ap.error(f"--section-once: {err}")
-    if args.section_required is not None:
-        from model.crf import check_section_required, parse_section_once
-
-        try:
-            args.section_required = [check_section_required(parse_section_once(r))
-                                     for r in args.section_required.split(";")]
-        except ValueError as err:
-            ap.error(f"--section-required: {err}")
+    for key, check in (("section_once", check_section_once), ("section_required", check_section_required)):
+        rules = getattr(args, key)
+        if rules is not None:
+            try:
+                setattr(args, key, [check(parse_section_labels(r)) for r in rules.split(";")])
+            except ValueError as err:
+                ap.error(f"--{key.replace('_', '-')}: {err}")
     return args
 
 

@@ -238,12 +238,10 @@ def main(argv: Sequence[str] | None = None, tagger=None) -> int:
                 kw["batch_tokens"] = args.batch_tokens
             if args.windows:
                 kw["windows"] = args.windows
-            if args.section_once is not None:
-                from model.crf import parse_section_once
-                kw["section_once"] = parse_section_once(args.section_once)
-            if args.section_required is not None:
-                from model.crf import parse_section_once
-                kw["section_required"] = parse_section_once(args.section_required)
+            from model.crf import parse_section_labels
+            for key in ("section_once", "section_required"):
+                if getattr(args, key) is not None:
+                    kw[key] = parse_section_labels(getattr(args, key))
             try:
                 tagger = Tagger.from_pretrained(args.model, **kw)
             except (FileNotFoundError, ValueError) as err:
