@@ -56,6 +56,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--c1", type=float, default=0.1)
     ap.add_argument("--c2", type=float, default=0.1)
     ap.add_argument("--iterations", type=int, default=150)
+    ap.add_argument("--key-dropout", type=float, default=0.0, metavar="P",
+                    help="fit on --copies copies of each training page, each line key left out with chance P "
+                         "(feature bagging: weight spread over redundant keys)")
+    ap.add_argument("--copies", type=int, default=1, metavar="K", help="copies of each page for --key-dropout")
     ap.add_argument("--errors", type=int, default=0, metavar="N",
                     help="also print the confusions (gold -> predicted line counts) and N dev lines of each")
     args = ap.parse_args(argv)
@@ -100,9 +104,16 @@ def main(argv: list[str] | None = None) -> int:
         rep_train = [r if r is not None and rng.random() >= args.repeats_dropout else None
                      for r in line_repeats(train, args.repeats)]
         rep_dev = line_repeats(dev, args.repeats)
-    crf.fit([items(p, args.topic, clusters, r, args.bare_words, args.blocks, gazetteer, args.heads)
-             for p, r in zip(train, rep_train)],
-            [[SECTION_TAGS.tags[i] for i in section_labels(p)] for p in train])
+    xs = [items(p, args.topic, clusters, r, args.bare_words, args.blocks, gazetteer, args.heads)
+          for p, r in zip(train, rep_train)]
+    ys = [[SECTION_TAGS.tags[i] for i in section_labels(p)] for p in train]
+    if args.key_dropout:
+        import random
+        rng = random.Random(1)
+        xs = [[{k: v for k, v in row.items() if rng.random() >= args.key_dropout} for row in x]
+              for _ in range(args.copies) for x in xs]
+        ys = ys * args.copies
+    crf.fit(xs, ys)
     fit_s = time.time() - t0
     index = {t: i for i, t in enumerate(SECTION_TAGS.tags)}
     records, confusions = [], {}

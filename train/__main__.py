@@ -114,8 +114,8 @@ def parse(argv: list[str]) -> RunConfig:
     if t.lexical_tags_fit == "crf" or cfg.model.line_tags:
         if t.lexical_tags_fit == "crf" and not cfg.model.lexical_tags:
             raise ConfigError("training.lexical_tags_fit: crf fits model.lexical_tags; set model.lexical_tags: true")
-        for key in ("lexical_tags_c1", "lexical_tags_c2"):
-            if getattr(t, key) < 0:
+        for key in ("lexical_tags_c1", "lexical_tags_c2", "line_tags_c1", "line_tags_c2"):
+            if getattr(t, key) is not None and getattr(t, key) < 0:
                 raise ConfigError(f"training.{key}: {getattr(t, key)} must be 0 or more")
         if t.lexical_tags_iterations < 1:
             raise ConfigError(f"training.lexical_tags_iterations: {t.lexical_tags_iterations} must be at least 1")
@@ -483,8 +483,9 @@ def main(argv: list[str] | None = None) -> int:
                 from train.lexical import fit_line_crf
 
                 t = cfg.training
-                fit = fit_line_crf(model, train_set, c1=t.lexical_tags_c1, c2=t.lexical_tags_c2,
-                                   max_iterations=t.lexical_tags_iterations)
+                c1 = t.lexical_tags_c1 if t.line_tags_c1 is None else t.line_tags_c1
+                c2 = t.lexical_tags_c2 if t.line_tags_c2 is None else t.line_tags_c2
+                fit = fit_line_crf(model, train_set, c1=c1, c2=c2, max_iterations=t.lexical_tags_iterations)
                 print(f"line tag scores: a CRF fitted on {fit['lines']} labelled lines in {fit['runs']} runs, "
                       f"{fit.get('features', 0)} non-zero weights, {fit.get('seconds', 0)} s", file=sys.stderr)
             model.line_tag_scores.weight.requires_grad_(False)

@@ -176,6 +176,10 @@ class TrainingConfig:
     lexical_tags_c1: float = field(default=0.1, metadata={"help": "L1 weight of the CRF fits (lexical and line)"})
     lexical_tags_c2: float = field(default=0.1, metadata={"help": "L2 weight of the CRF fits (lexical and line)"})
     lexical_tags_iterations: int = field(default=150, metadata={"help": "L-BFGS iterations of the CRF fits"})
+    line_tags_c1: float | None = field(default=None, metadata={
+        "help": "L1 weight of the line CRF fit (model.line_tags); default: lexical_tags_c1"})
+    line_tags_c2: float | None = field(default=None, metadata={
+        "help": "L2 weight of the line CRF fit (model.line_tags); default: lexical_tags_c2"})
     lexical_tags_folds: int = field(default=1, metadata={
         "help": "with lexical_tags_fit crf: K >= 2 fits, each without 1/K of the training material (split by the "
                 "CoNLL sentences a page was made from); training words get the scores of the fit that never saw "
