@@ -211,6 +211,7 @@ def test_entity_regions_mask_ner_loss_outside(tiny):
       "training.lexical_tags_c1=-1"), "training.lexical_tags_c1"),
     (("model.lexical_buckets=512", "model.lexical_tags=true", "training.lexical_tags_fit=crf",
       "training.lexical_tags_iterations=0"), "training.lexical_tags_iterations"),
+    (("model.line_buckets=512", "model.line_tags=true", "training.line_tags_c2=-1"), "training.line_tags_c2"),
     ("training.lexical_tags_folds=0", "training.lexical_tags_folds"),
     (("model.lexical_buckets=512", "model.lexical_tags=true", "training.lexical_tags_folds=2"),
      "training.lexical_tags_folds"),  # out-of-fold scores come from the CRF fit only
@@ -221,6 +222,24 @@ def test_config_errors_exit_2_naming_the_key(override, names, data_files, tmp_pa
     err = capsys.readouterr().err
     assert names in err and "Traceback" not in err
     assert not (tmp_path / "model").exists()  # failed at start: nothing written
+
+
+def test_line_crf_penalties_default_to_the_lexical_ones_and_can_be_set_apart(data_files, tmp_path):
+    """training.line_tags_c1 / _c2 set the line CRF fit's penalties; unset, it takes lexical_tags_c1 / _c2.
+    A large L1 weight leaves few line keys with a score, none leaves most of them."""
+    pytest.importorskip("pycrfsuite", reason="model.line_tags needs sklearn-crfsuite")
+    from model.modeling import JointModel
+
+    scored = {}
+    for name, extra in (("sparse", []), ("dense", ["training.line_tags_c1=0"])):
+        (tmp_path / name).mkdir()
+        cfg = tiny_config(tmp_path / name, *data_files)
+        assert main([str(cfg), *TINY_OVERRIDES, "model.line_buckets=4096", "model.line_tags=true",
+                     "training.lexical_tags_c1=50", "training.lexical_tags_iterations=30",
+                     "training.num_train_epochs=1", *extra]) == 0
+        weight = JointModel.from_pretrained(tmp_path / name / "model").line_tag_scores.weight
+        scored[name] = int((weight != 0).any(1).sum())
+    assert 0 <= scored["sparse"] * 4 < scored["dense"]
 
 
 def test_crf_options_without_sklearn_crfsuite_exit_2_naming_it(data_files, tmp_path, capsys, monkeypatch):
