@@ -56,10 +56,6 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--c1", type=float, default=0.1)
     ap.add_argument("--c2", type=float, default=0.1)
     ap.add_argument("--iterations", type=int, default=150)
-    ap.add_argument("--key-dropout", type=float, default=0.0, metavar="P",
-                    help="fit on --copies copies of each training page, each line key left out with chance P "
-                         "(feature bagging: weight spread over redundant keys)")
-    ap.add_argument("--copies", type=int, default=1, metavar="K", help="copies of each page for --key-dropout")
     ap.add_argument("--errors", type=int, default=0, metavar="N",
                     help="also print the confusions (gold -> predicted line counts) and N dev lines of each")
     args = ap.parse_args(argv)
@@ -96,7 +92,9 @@ def main(argv: list[str] | None = None) -> int:
         print("both --train and --dev need pages with gold sections", file=sys.stderr)
         return 2
     t0 = time.time()
-    crf = sklearn_crfsuite.CRF(algorithm="lbfgs", c1=args.c1, c2=args.c2, max_iterations=args.iterations)
+    # every transition a weight, as the model's fit (train.lexical.crfsuite_fit: feature.possible_transitions)
+    crf = sklearn_crfsuite.CRF(algorithm="lbfgs", c1=args.c1, c2=args.c2, max_iterations=args.iterations,
+                               all_possible_transitions=True)
     rep_train, rep_dev = [None] * len(train), [None] * len(dev)
     if args.repeats:
         import random
@@ -104,16 +102,9 @@ def main(argv: list[str] | None = None) -> int:
         rep_train = [r if r is not None and rng.random() >= args.repeats_dropout else None
                      for r in line_repeats(train, args.repeats)]
         rep_dev = line_repeats(dev, args.repeats)
-    xs = [items(p, args.topic, clusters, r, args.bare_words, args.blocks, gazetteer, args.heads)
-          for p, r in zip(train, rep_train)]
-    ys = [[SECTION_TAGS.tags[i] for i in section_labels(p)] for p in train]
-    if args.key_dropout:
-        import random
-        rng = random.Random(1)
-        xs = [[{k: v for k, v in row.items() if rng.random() >= args.key_dropout} for row in x]
-              for _ in range(args.copies) for x in xs]
-        ys = ys * args.copies
-    crf.fit(xs, ys)
+    crf.fit([items(p, args.topic, clusters, r, args.bare_words, args.blocks, gazetteer, args.heads)
+             for p, r in zip(train, rep_train)],
+            [[SECTION_TAGS.tags[i] for i in section_labels(p)] for p in train])
     fit_s = time.time() - t0
     index = {t: i for i, t in enumerate(SECTION_TAGS.tags)}
     records, confusions = [], {}
