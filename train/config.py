@@ -173,8 +173,10 @@ class TrainingConfig:
     lexical_tags_fit: Literal["softmax", "crf"] = field(default="softmax", metadata={
         "help": "how model.lexical_tags are fitted: softmax (per word, Adam) or crf (a linear-chain CRF, "
                 "sklearn-crfsuite L-BFGS with L1 + L2; its transitions go to model.use_crf's head)"})
-    lexical_tags_c1: float = field(default=0.1, metadata={"help": "L1 weight of the CRF fits (lexical and line)"})
-    lexical_tags_c2: float = field(default=0.1, metadata={"help": "L2 weight of the CRF fits (lexical and line)"})
+    lexical_tags_c1: float = field(default=0.1, metadata={
+        "help": "L1 weight of the CRF fits (lexical, and line unless line_tags_c1 is set)"})
+    lexical_tags_c2: float = field(default=0.1, metadata={
+        "help": "L2 weight of the CRF fits (lexical, and line unless line_tags_c2 is set)"})
     lexical_tags_iterations: int = field(default=150, metadata={"help": "L-BFGS iterations of the CRF fits"})
     line_tags_c1: float | None = field(default=None, metadata={
         "help": "L1 weight of the line CRF fit (model.line_tags); default: lexical_tags_c1"})
