@@ -242,13 +242,9 @@ class LinearChainCRF(nn.Module):
             best = cand.argmax(1)  # [copy, tag]
             val = np.take_along_axis(cand, best[:, None, :], 1)[:, 0][ok] + log_probs[t, tags]
             new = np.full(S * T, -np.inf)
-            if required:  # two copies can lead to one: the better wins
-                np.maximum.at(new, target, val)
-                won = val == new[target]
-                back[t].reshape(-1)[target[won]] = (c * T + best)[ok][won]
-            else:  # once masks alone: every (copy, tag) has one way in (a used-up bit cannot be set again)
-                new[target] = val
-                back[t].reshape(-1)[target] = (c * T + best)[ok]
+            np.maximum.at(new, target, val)
+            won = val == new[target]
+            back[t].reshape(-1)[target[won]] = (c * T + best)[ok][won]
             score = new.reshape(S, T)
         final = score + end
         need = ((1 << len(masks)) - 1) ^ once_bits
