@@ -302,7 +302,7 @@ class PageEncoder:
         """A training/evaluation batch of whole pages: all their windows, and the indices that map
         words to window positions and lines to pages."""
         windows, word_index, word_line, line_page, line_pos = [], [], [], [], []
-        ner, sec, lex, line_ids, prior = [], [], [], [], []
+        ner, sec, lex, line_ids, prior, line_prior = [], [], [], [], [], []
         line_offset = 0
         plans = [self.plan(f) for f in feats]
         width = max(int((p.ends - p.starts).max()) + 2 for p in plans)
@@ -321,6 +321,8 @@ class PageEncoder:
                 line_ids.append(f["line_ids"])
             if "lex_prior" in f:  # training pages with out-of-fold lexical scores (train.lexical)
                 prior.append(f["lex_prior"])
+            if "line_prior" in f:  # ... and of the line CRF (train.lexical.fit_line_crf)
+                line_prior.append(f["line_prior"])
             if "ner_labels" in f:
                 ner.append(f["ner_labels"])
                 sec.append(f["section_labels"])
@@ -345,6 +347,10 @@ class PageEncoder:
             if len(prior) != len(feats):
                 raise ValueError("lex_prior: some pages of the batch have out-of-fold scores and some do not")
             batch["lex_prior"] = torch.from_numpy(np.concatenate(prior))
+        if line_prior:
+            if len(line_prior) != len(feats):
+                raise ValueError("line_prior: some pages of the batch have out-of-fold scores and some do not")
+            batch["line_prior"] = torch.from_numpy(np.concatenate(line_prior))
         if ner:
             batch["ner_labels"] = torch.from_numpy(np.concatenate(ner))
             batch["section_labels"] = torch.from_numpy(np.concatenate(sec))
@@ -413,7 +419,7 @@ def split_batch(batch: dict[str, torch.Tensor], n: int) -> list[dict[str, torch.
         for key in ("lex_ids", "lex_prior", "ner_labels"):
             if key in batch:
                 part[key] = batch[key][words]
-        for key in ("section_labels", "line_ids"):
+        for key in ("section_labels", "line_ids", "line_prior"):
             if key in batch:
                 part[key] = batch[key][lines]
         out.append(part)

@@ -359,9 +359,11 @@ class JointModel(PreTrainedModel):
         return torch.cat([mean, firsts if firsts is not None else torch.zeros_like(mean), length.to(mean.dtype)], -1)
 
     def section_logits(self, line_vectors: torch.Tensor, line_page: torch.Tensor, line_pos: torch.Tensor,
-                       line_ids: torch.Tensor | None = None) -> torch.Tensor:
+                       line_ids: torch.Tensor | None = None, line_prior: torch.Tensor | None = None) -> torch.Tensor:
         """B-/I- section logits for every line; the GRU runs over each page's lines in order
-        (with each line's layout features beside its vector, when the model has them)."""
+        (with each line's layout features beside its vector, when the model has them). ``line_prior``:
+        per-line section scores given by the training data in place of the line tag scores (out-of-fold
+        scores, ``training.line_tags_folds``); inference never passes it."""
         if hasattr(self, "line_features"):
             if line_ids is None:
                 raise ValueError("this model reads line features (config.line_buckets): pass line_ids, from a "
@@ -376,18 +378,20 @@ class JointModel(PreTrainedModel):
         out, _ = self.line_rnn(packed)
         out, _ = nn.utils.rnn.pad_packed_sequence(out, batch_first=True, total_length=width)
         logits = self.section_head(self.dropout(out[line_page, line_pos]))
-        if hasattr(self, "line_tag_scores"):
+        if line_prior is not None:
+            logits = logits + line_prior.to(logits.dtype)
+        elif hasattr(self, "line_tag_scores"):
             logits = logits + self.line_tag_scores(line_ids).to(logits.dtype)
         return logits
 
     def forward(self, input_ids, attention_mask, word_index, word_line, line_page, line_pos,
                 lex_ids=None, line_ids=None, ner_labels=None, section_labels=None, lex_prior=None,
-                **kwargs) -> JointOutput:
+                line_prior=None, **kwargs) -> JointOutput:
         words = self.add_lexical(self.word_states(input_ids, attention_mask, word_index), lex_ids)
         ner = self.ner_logits(words, lex_ids, lex_prior)
         sums, counts = self.line_sums(words, word_line, len(line_page))
         firsts = self.line_firsts(words, word_line, len(line_page))
-        sec = self.section_logits(self.pool_lines(sums, counts, firsts), line_page, line_pos, line_ids)
+        sec = self.section_logits(self.pool_lines(sums, counts, firsts), line_page, line_pos, line_ids, line_prior)
         loss = ner_loss = sec_loss = None
         if ner_labels is not None or section_labels is not None:
             if self.crf is not None and ner_labels is not None:

@@ -215,6 +215,8 @@ def test_entity_regions_mask_ner_loss_outside(tiny):
     ("training.lexical_tags_folds=0", "training.lexical_tags_folds"),
     (("model.lexical_buckets=512", "model.lexical_tags=true", "training.lexical_tags_folds=2"),
      "training.lexical_tags_folds"),  # out-of-fold scores come from the CRF fit only
+    ("training.line_tags_folds=0", "training.line_tags_folds"),
+    (("model.line_buckets=512", "training.line_tags_folds=2"), "training.line_tags_folds"),  # no line CRF to fold
 ])
 def test_config_errors_exit_2_naming_the_key(override, names, data_files, tmp_path, capsys):
     cfg = tiny_config(tmp_path, *data_files)
@@ -312,6 +314,40 @@ def test_out_of_fold_scores_train_save_and_resume(data_files, tmp_path, capsys):
     assert main([str(cfg), *TINY_OVERRIDES, *FOLDS, "training.num_train_epochs=2"]) == 0
     err = capsys.readouterr().err
     assert "resuming from" in err and "lexical CRF" not in err  # the fits are not redone
+    assert json.loads((out / "metrics.json").read_text())["train"]["global_step"] == 8
+
+
+LINE_FOLDS = ["model.line_buckets=4096", "model.line_tags=true", "model.section_crf=true",
+              "training.line_tags_folds=2", "training.lexical_tags_iterations=20", "training.logging_steps=1"]
+
+
+def test_line_out_of_fold_scores_train_save_and_resume(data_files, tmp_path, capsys):
+    """training.line_tags_folds: two line CRF fits, each without half the pages; the model keeps their mean,
+    the folds file lets a resumed run give the training pages the same out-of-fold line scores."""
+    pytest.importorskip("pycrfsuite", reason="model.line_tags needs sklearn-crfsuite")
+    cfg = tiny_config(tmp_path, *data_files)
+    out = tmp_path / "model"
+    assert main([str(cfg), *TINY_OVERRIDES, *LINE_FOLDS, "training.num_train_epochs=1"]) == 0
+    err = capsys.readouterr().err
+    assert "line CRF, fold 2/2" in err and "2 out-of-fold fits" in err and (out / "line_folds.pt").is_file()
+    log = json.loads((out / "log_history.json").read_text())
+    losses = [r["loss"] for r in log if "loss" in r]
+    assert len(losses) == 4 and losses[-1] < losses[0]
+    from train.lexical import load_folds
+
+    model = AutoModel.from_pretrained(out)
+    folds = load_folds(out / "line_folds.pt", 2, tuple(model.line_tag_scores.weight.shape), what="line")
+    assert folds.abs().sum() > 0 and not torch.equal(folds[0], folds[1])
+    assert torch.allclose(model.line_tag_scores.weight, folds.mean(0))
+    saved = (out / "line_folds.pt").read_bytes()
+    (out / "line_folds.pt").write_bytes(b"not a tensor file")
+    assert main([str(cfg), *TINY_OVERRIDES, *LINE_FOLDS, "training.num_train_epochs=2"]) == 2
+    err = capsys.readouterr().err
+    assert "line_folds.pt" in err and "not a readable line fold file" in err and "Traceback" not in err
+    (out / "line_folds.pt").write_bytes(saved)
+    assert main([str(cfg), *TINY_OVERRIDES, *LINE_FOLDS, "training.num_train_epochs=2"]) == 0
+    err = capsys.readouterr().err
+    assert "resuming from" in err and "line CRF" not in err  # the fits are not redone
     assert json.loads((out / "metrics.json").read_text())["train"]["global_step"] == 8
 
 

@@ -129,6 +129,11 @@ def parse(argv: list[str]) -> RunConfig:
     if t.lexical_tags_folds > 1 and not (cfg.model.lexical_tags and t.lexical_tags_fit == "crf"):
         raise ConfigError("training.lexical_tags_folds: out-of-fold scores are made by the CRF fit; set "
                           "model.lexical_tags: true and training.lexical_tags_fit: crf")
+    if t.line_tags_folds < 1:
+        raise ConfigError(f"training.line_tags_folds: {t.line_tags_folds} must be at least 1")
+    if t.line_tags_folds > 1 and not cfg.model.line_tags:
+        raise ConfigError("training.line_tags_folds: out-of-fold scores are made by the line CRF fit; set "
+                          "model.line_tags: true")
     if t.average_checkpoints < 0 or t.average_checkpoints == 1:
         raise ConfigError(f"training.average_checkpoints: {t.average_checkpoints} must be 0 (off) or 2 or more "
                           "(the number of last epoch checkpoints to average)")
@@ -479,15 +484,38 @@ def main(argv: list[str] | None = None) -> int:
                 set_fold_priors(train_set, folds, fold_weight)
             model.lexical_tag_scores.weight.requires_grad_(False)
         if hasattr(model, "line_tag_scores"):
+            from train.lexical import load_folds, page_folds, save_folds, set_fold_priors
+
+            t = cfg.training
+            folds = page_folds(train_pages, t.line_tags_folds) if t.line_tags_folds > 1 else None
+            fold_file = out / "line_folds.pt"
             if checkpoint is None:
                 from train.lexical import fit_line_crf
 
-                t = cfg.training
                 c1 = t.lexical_tags_c1 if t.line_tags_c1 is None else t.line_tags_c1
                 c2 = t.lexical_tags_c2 if t.line_tags_c2 is None else t.line_tags_c2
-                fit = fit_line_crf(model, train_set, c1=c1, c2=c2, max_iterations=t.lexical_tags_iterations)
-                print(f"line tag scores: a CRF fitted on {fit['lines']} labelled lines in {fit['runs']} runs, "
+                try:
+                    fit = fit_line_crf(model, train_set, c1=c1, c2=c2, max_iterations=t.lexical_tags_iterations,
+                                       folds=folds)
+                except ValueError as err:
+                    if folds is None:
+                        raise
+                    raise ConfigError(f"training.line_tags_folds: {err}") from None
+                each = f" ({fit['folds']} out-of-fold fits)" if "folds" in fit else ""
+                print(f"line tag scores: a CRF fitted on {fit['lines']} labelled lines in {fit['runs']} runs{each}, "
                       f"{fit.get('features', 0)} non-zero weights, {fit.get('seconds', 0)} s", file=sys.stderr)
+                if folds is not None:
+                    fold_weight = fit["fold_weight"]
+                    if args.process_index == 0:
+                        save_folds(fold_file, t.line_tags_folds, fold_weight)
+            elif folds is not None:  # the same out-of-fold scores as before the interruption
+                try:
+                    fold_weight = load_folds(fold_file, t.line_tags_folds, tuple(model.line_tag_scores.weight.shape),
+                                             what="line")
+                except (OSError, ValueError) as err:
+                    raise ConfigError(f"resuming {checkpoint}: {err}") from None
+            if folds is not None:
+                set_fold_priors(train_set, folds, fold_weight, "line_ids", "line_prior")
             model.line_tag_scores.weight.requires_grad_(False)
     except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)

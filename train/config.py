@@ -186,6 +186,10 @@ class TrainingConfig:
         "help": "with lexical_tags_fit crf: K >= 2 fits, each without 1/K of the training material (split by the "
                 "CoNLL sentences a page was made from); training words get the scores of the fit that never saw "
                 "them, dev and inference the mean of the K fits (the CPU recipe lost 4.8 test F1 with 3). 1: one fit on everything"})
+    line_tags_folds: int = field(default=1, metadata={
+        "help": "with model.line_tags: K >= 2 line CRF fits, each without 1/K of the training pages; training pages "
+                "get their lines' scores from the fit that never saw them, so the section layer learns to correct "
+                "the line CRF's errors on unseen pages; dev and inference the mean of the K fits. 1: one fit on everything"})
     line_repeats_dropout: float = field(default=0.25, metadata={
         "help": "with model.line_repeats: the share of training pages encoded without repeat keys, as if tagged "
                 "alone (what a lone page, or the seed page, looks like at inference)"})
