@@ -184,6 +184,72 @@ def test_line_crf_fit_scores_save_and_reach_the_tagger(tmp_path):
     assert list(loaded.tag(pages[:3])) == list(Tagger(model, tok, device="cpu", streams=1).tag(pages[:3]))
 
 
+def test_line_crf_folds_score_each_training_page_with_a_fit_that_never_saw_it():
+    """training.line_tags_folds: the fold fits leave their fold's pages out, the training pages carry
+    those fits' line scores (line_prior) through collate and split_batch, and the model adds them in
+    place of its own table, which is a fit on every page."""
+    pytest.importorskip("pycrfsuite", reason="model.line_tags needs sklearn-crfsuite")
+    import numpy as np
+
+    from data.features import split_batch
+    from model import train_wordpiece
+    from train.data import PageDataset
+    from train.lexical import fit_line_crf, page_folds, set_fold_priors
+
+    pages = synthetic_pages(16, seed=5)
+    cfg = load_config(RunConfig, None, ["output_dir=unused", *TINY_OVERRIDES, f"model.line_buckets={BUCKETS}",
+                                        "model.line_tags=true", "model.section_crf=true"])
+    tok = train_wordpiece([p.text for p in pages], vocab_size=600, min_frequency=1)
+    types = ["LOC", "ORG", "PERS"]
+    torch.manual_seed(0)
+    model = make_model(cfg, tok, types)
+    enc = PageEncoder.from_config(tok, model.config, windows="short", stride=0)
+    data = PageDataset(pages, enc, entity_tagset(types))
+    folds = page_folds(pages, 2)
+    assert set(folds.tolist()) == {0, 1}
+    fit = fit_line_crf(model, data, max_iterations=50, quiet=True, folds=folds)
+    w = fit["fold_weight"]
+    table = model.line_tag_scores
+    assert fit["folds"] == 2 and w.shape == (2, *table.weight.shape) and not table.weight.requires_grad
+    alone = make_model(cfg, tok, types)
+    fit_line_crf(alone, data, max_iterations=50, quiet=True)
+    assert torch.equal(table.weight, alone.line_tag_scores.weight)  # the model's own fit is on every page
+
+    def buckets(fold):
+        out = set()
+        for i in np.flatnonzero(folds == fold):
+            f = data[int(i)]
+            out |= set(np.asarray(f["line_ids"]).ravel().tolist())
+        return out - {0}
+
+    only0 = sorted(buckets(0) - buckets(1))
+    assert len(only0) > 20
+    assert not w[0, only0].any() and w[1, only0].any()  # the fit without fold 0 knows none of its own keys
+
+    set_fold_priors(data, folds, w, "line_ids", "line_prior")
+    f = data[0]
+    want = w[int(folds[0])][torch.from_numpy(np.asarray(f["line_ids"]).astype(np.int64))].sum(1)
+    assert f["line_prior"].shape == (f["n_lines"], table.weight.shape[1])
+    assert torch.allclose(torch.from_numpy(f["line_prior"]), want, atol=1e-5)
+    batch = enc.collate([data[i] for i in range(4)])
+    assert batch["line_prior"].shape[0] == len(batch["line_page"])
+    model.eval()
+    with torch.no_grad():
+        vectors = torch.randn(len(batch["line_page"]), model.line_rnn.input_size - model.config.line_feature_dim)
+        args = (vectors, batch["line_page"], batch["line_pos"], batch["line_ids"])
+        with_prior = model.section_logits(*args, batch["line_prior"])
+        own = model.section_logits(*args)
+    assert torch.allclose(with_prior - own, batch["line_prior"] - table(batch["line_ids"]), atol=1e-4)
+    parts = split_batch(batch, 2)  # each line keeps its own scores (the parts may order the pages otherwise)
+
+    def rows(b):
+        return sorted(zip(map(tuple, b["line_ids"].tolist()), map(tuple, b["line_prior"].tolist())))
+
+    assert len(parts) == 2 and sorted(r for p in parts for r in rows(p)) == rows(batch)
+    with pytest.raises(ValueError, match="line_prior"):
+        enc.collate([data[0], enc.encode(pages[1], entity_tagset(types))])  # one page with, one without
+
+
 # ------------------------------------------------------------------------------------------------
 # Topic keys (model.line_topic): what a line shares with the rest of the page, whatever its wording
 
