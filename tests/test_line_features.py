@@ -130,11 +130,10 @@ def test_saved_model_tags_like_its_forward_pass_and_splits_keep_line_ids(setup, 
 # ------------------------------------------------------------------------------------------------
 # Line tag scores (model.line_tags): a line CRF's state weights, fitted before training, kept fixed
 
-def test_line_crf_fit_scores_save_and_reach_the_tagger(tmp_path):
-    pytest.importorskip("pycrfsuite", reason="model.line_tags needs sklearn-crfsuite")
+def _line_crf_setup():
+    """16 synthetic pages, a tiny model with line tag scores and a section CRF, its encoder and dataset."""
     from model import train_wordpiece
     from train.data import PageDataset
-    from train.lexical import fit_line_crf, labelled_pages
 
     pages = synthetic_pages(16, seed=5)
     cfg = load_config(RunConfig, None, ["output_dir=unused", *TINY_OVERRIDES, f"model.line_buckets={BUCKETS}",
@@ -143,9 +142,16 @@ def test_line_crf_fit_scores_save_and_reach_the_tagger(tmp_path):
     types = ["LOC", "ORG", "PERS"]
     torch.manual_seed(0)
     model = make_model(cfg, tok, types)
-    assert model.config.line_tags and not model.line_tag_scores.weight.any()  # no prior before the fit
     enc = PageEncoder.from_config(tok, model.config, windows="short", stride=0)
-    data = PageDataset(pages, enc, entity_tagset(types))
+    return pages, cfg, tok, types, model, enc, PageDataset(pages, enc, entity_tagset(types))
+
+
+def test_line_crf_fit_scores_save_and_reach_the_tagger(tmp_path):
+    pytest.importorskip("pycrfsuite", reason="model.line_tags needs sklearn-crfsuite")
+    from train.lexical import fit_line_crf, labelled_pages
+
+    pages, cfg, tok, types, model, enc, data = _line_crf_setup()
+    assert model.config.line_tags and not model.line_tag_scores.weight.any()  # no prior before the fit
     runs = labelled_pages(data)
     assert 0 < len(runs) <= len(pages) and all(len(x) == len(y) for x, y in runs)
     fit = fit_line_crf(model, data, max_iterations=50, quiet=True)
@@ -192,19 +198,9 @@ def test_line_crf_folds_score_each_training_page_with_a_fit_that_never_saw_it():
     import numpy as np
 
     from data.features import split_batch
-    from model import train_wordpiece
-    from train.data import PageDataset
     from train.lexical import fit_line_crf, page_folds, set_fold_priors
 
-    pages = synthetic_pages(16, seed=5)
-    cfg = load_config(RunConfig, None, ["output_dir=unused", *TINY_OVERRIDES, f"model.line_buckets={BUCKETS}",
-                                        "model.line_tags=true", "model.section_crf=true"])
-    tok = train_wordpiece([p.text for p in pages], vocab_size=600, min_frequency=1)
-    types = ["LOC", "ORG", "PERS"]
-    torch.manual_seed(0)
-    model = make_model(cfg, tok, types)
-    enc = PageEncoder.from_config(tok, model.config, windows="short", stride=0)
-    data = PageDataset(pages, enc, entity_tagset(types))
+    pages, cfg, tok, types, model, enc, data = _line_crf_setup()
     folds = page_folds(pages, 2)
     assert set(folds.tolist()) == {0, 1}
     fit = fit_line_crf(model, data, max_iterations=50, quiet=True, folds=folds)
