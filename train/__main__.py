@@ -232,6 +232,38 @@ def training_arguments(cfg: RunConfig) -> TrainingArguments:
         raise ConfigError(f"training: {err}") from None
 
 
+def fixed_scores(fit, table, pages, dataset, k: int, fold_file: Path | None, checkpoint: str | None, what: str,
+                 prefix: str, folds_key: str, fit_key: str, process_index: int) -> dict | None:
+    """A score table fitted before training and then fixed (the lexical or the line tag scores):
+    ``fit(folds)`` fits it, except on resume (the checkpoint holds it; returns None). With ``k`` >= 2
+    folds (:func:`train.lexical.page_folds`) the training pages also get out-of-fold scores
+    (``<prefix>_prior`` from their ``<prefix>_ids``, :func:`train.lexical.set_fold_priors`), whose fits
+    ``fold_file`` keeps for a resumed run. A failed fit is a ConfigError naming ``folds_key`` (with folds)
+    or ``fit_key``; an unreadable fold file on resume one naming the file."""
+    from train.lexical import load_folds, page_folds, save_folds, set_fold_priors
+
+    folds = page_folds(pages, k) if k > 1 else None
+    result = None
+    if checkpoint is None:
+        try:
+            result = fit(folds)
+        except ValueError as err:
+            raise ConfigError(f"{folds_key if folds is not None else fit_key}: {err}") from None
+        if folds is not None:
+            fold_weight = result["fold_weight"]
+            if process_index == 0:
+                save_folds(fold_file, k, fold_weight)
+    elif folds is not None:  # the same out-of-fold scores as before the interruption
+        try:
+            fold_weight = load_folds(fold_file, k, tuple(table.weight.shape), what=what)
+        except (OSError, ValueError) as err:
+            raise ConfigError(f"resuming {checkpoint}: {err}") from None
+    if folds is not None:
+        set_fold_priors(dataset, folds, fold_weight, f"{prefix}_ids", f"{prefix}_prior")
+    table.weight.requires_grad_(False)
+    return result
+
+
 def make_tokenizer(cfg: RunConfig, args: TrainingArguments, pages, checkpoint: str | None):
     """The checkpoint's tokenizer when resuming; a named one; or a new WordPiece, trained once on
     rank 0 and read by the other ranks, so every rank has the same vocabulary."""
@@ -445,78 +477,45 @@ def main(argv: list[str] | None = None) -> int:
         repeats = (source_repeats([p for p, _ in sources], cfg.model.line_repeats, cfg.training.line_repeats_dropout,
                                   cfg.training.seed) if cfg.model.line_repeats and cfg.model.line_buckets else None)
         train_set = PageDataset(train_pages, encoder, entity_tagset(types), repeats)
+        t = cfg.training
         if hasattr(model, "lexical_tag_scores"):
-            from train.lexical import load_folds, page_folds, save_folds, set_fold_priors
+            from train.lexical import fit_lexical_crf, fit_lexical_tags
 
-            t = cfg.training
-            folds = page_folds(train_pages, t.lexical_tags_folds) if t.lexical_tags_folds > 1 else None
-            fold_file = out / "lexical_folds.pt"
-            if checkpoint is None:  # on resume the checkpoint holds the fitted scores
-                from train.lexical import fit_lexical_crf, fit_lexical_tags
-
-                if t.lexical_tags_fit == "crf":
-                    try:
-                        fit = fit_lexical_crf(model, train_set, c1=t.lexical_tags_c1, c2=t.lexical_tags_c2,
-                                              max_iterations=t.lexical_tags_iterations, folds=folds)
-                    except ValueError as err:
-                        raise ConfigError(f"training.lexical_tags_folds: {err}" if folds is not None
-                                          else f"training.lexical_tags_fit: {err}") from None
+            if t.lexical_tags_fit == "crf":
+                fit = fixed_scores(
+                    lambda folds: fit_lexical_crf(model, train_set, c1=t.lexical_tags_c1, c2=t.lexical_tags_c2,
+                                                  max_iterations=t.lexical_tags_iterations, folds=folds),
+                    model.lexical_tag_scores, train_pages, train_set, t.lexical_tags_folds, out / "lexical_folds.pt",
+                    checkpoint, "lexical", "lex", "training.lexical_tags_folds", "training.lexical_tags_fit",
+                    args.process_index)
+                if fit is not None:
                     each = f" ({fit['folds']} out-of-fold fits)" if "folds" in fit else ""
                     print(f"lexical tag scores: a CRF fitted on {fit['words']} labelled words in {fit['runs']} "
                           f"runs{each}, {fit.get('features', 0)} non-zero weights, {fit.get('seconds', 0)} s",
                           file=sys.stderr)
-                    if folds is not None:
-                        fold_weight = fit["fold_weight"]
-                        if args.process_index == 0:
-                            save_folds(fold_file, t.lexical_tags_folds, fold_weight)
-                else:
-                    fit = fit_lexical_tags(model, train_set, epochs=t.lexical_tags_epochs,
-                                           penalty=t.lexical_tags_penalty, seed=t.seed)
+            else:
+                fit = fixed_scores(
+                    lambda folds: fit_lexical_tags(model, train_set, epochs=t.lexical_tags_epochs,
+                                                   penalty=t.lexical_tags_penalty, seed=t.seed),
+                    model.lexical_tag_scores, train_pages, train_set, 1, None, checkpoint, "lexical", "lex",
+                    "training.lexical_tags_folds", "training.lexical_tags_fit", args.process_index)
+                if fit is not None:
                     print(f"lexical tag scores: fitted on {fit['words']} labelled words, loss per epoch "
                           f"{fit['losses']}", file=sys.stderr)
-            elif folds is not None:  # the same out-of-fold scores as before the interruption
-                try:
-                    fold_weight = load_folds(fold_file, t.lexical_tags_folds,
-                                             tuple(model.lexical_tag_scores.weight.shape))
-                except (OSError, ValueError) as err:
-                    raise ConfigError(f"resuming {checkpoint}: {err}") from None
-            if folds is not None:
-                set_fold_priors(train_set, folds, fold_weight)
-            model.lexical_tag_scores.weight.requires_grad_(False)
         if hasattr(model, "line_tag_scores"):
-            from train.lexical import load_folds, page_folds, save_folds, set_fold_priors
+            from train.lexical import fit_line_crf
 
-            t = cfg.training
-            folds = page_folds(train_pages, t.line_tags_folds) if t.line_tags_folds > 1 else None
-            fold_file = out / "line_folds.pt"
-            if checkpoint is None:
-                from train.lexical import fit_line_crf
-
-                c1 = t.lexical_tags_c1 if t.line_tags_c1 is None else t.line_tags_c1
-                c2 = t.lexical_tags_c2 if t.line_tags_c2 is None else t.line_tags_c2
-                try:
-                    fit = fit_line_crf(model, train_set, c1=c1, c2=c2, max_iterations=t.lexical_tags_iterations,
-                                       folds=folds)
-                except ValueError as err:
-                    if folds is None:
-                        raise
-                    raise ConfigError(f"training.line_tags_folds: {err}") from None
+            c1 = t.lexical_tags_c1 if t.line_tags_c1 is None else t.line_tags_c1
+            c2 = t.lexical_tags_c2 if t.line_tags_c2 is None else t.line_tags_c2
+            fit = fixed_scores(
+                lambda folds: fit_line_crf(model, train_set, c1=c1, c2=c2, max_iterations=t.lexical_tags_iterations,
+                                           folds=folds),
+                model.line_tag_scores, train_pages, train_set, t.line_tags_folds, out / "line_folds.pt", checkpoint,
+                "line", "line", "training.line_tags_folds", "model.line_tags", args.process_index)
+            if fit is not None:
                 each = f" ({fit['folds']} out-of-fold fits)" if "folds" in fit else ""
                 print(f"line tag scores: a CRF fitted on {fit['lines']} labelled lines in {fit['runs']} runs{each}, "
                       f"{fit.get('features', 0)} non-zero weights, {fit.get('seconds', 0)} s", file=sys.stderr)
-                if folds is not None:
-                    fold_weight = fit["fold_weight"]
-                    if args.process_index == 0:
-                        save_folds(fold_file, t.line_tags_folds, fold_weight)
-            elif folds is not None:  # the same out-of-fold scores as before the interruption
-                try:
-                    fold_weight = load_folds(fold_file, t.line_tags_folds, tuple(model.line_tag_scores.weight.shape),
-                                             what="line")
-                except (OSError, ValueError) as err:
-                    raise ConfigError(f"resuming {checkpoint}: {err}") from None
-            if folds is not None:
-                set_fold_priors(train_set, folds, fold_weight, "line_ids", "line_prior")
-            model.line_tag_scores.weight.requires_grad_(False)
     except (ConfigError, DataError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
