@@ -10,7 +10,8 @@ templates is what the recipe can gain from the line keys and from the training p
         --nonce 0.25 --seed 7 --out runs/probe-pages
     python scripts/line_crf_probe.py --train runs/probe-pages/train.jsonl \\
         --dev runs/probe-pages/dev.jsonl --topic --bare-words --blocks \\
-        --clusters runs/cpu-full/model/word_clusters.json --gazetteer runs/cpu-full/model/word_gazetteer.json
+        --clusters runs/cpu-full/model/word_clusters.json --gazetteer runs/cpu-full/model/word_gazetteer.json \\
+        [--group-by template] [--errors 5]
 """
 from __future__ import annotations
 
@@ -58,6 +59,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--iterations", type=int, default=150)
     ap.add_argument("--errors", type=int, default=0, metavar="N",
                     help="also print the confusions (gold -> predicted line counts) and N dev lines of each")
+    ap.add_argument("--group-by", metavar="KEY",
+                    help="also score the dev pages per value of meta[KEY] (e.g. template), one line each")
     args = ap.parse_args(argv)
     try:
         import sklearn_crfsuite
@@ -125,6 +128,15 @@ def main(argv: list[str] | None = None) -> int:
     print("section macro-F1 {:.1f}  body F1 {:.1f}  segment F1 {:.1f}".format(
         100 * m["macro_f1"], 100 * m["body_f1"], 100 * m["segment_f1"]))
     print("  ".join(f"{lab} {100 * v['f1']:.1f}" for lab, v in m["labels"].items()))
+    if args.group_by:  # the builder's pages name their template (meta.template); pages without the key together
+        groups: dict[str, list[int]] = {}
+        for i, page in enumerate(dev):
+            groups.setdefault(str((page.meta or {}).get(args.group_by, "(missing)")), []).append(i)
+        for value, idx in sorted(groups.items()):
+            g = section_metrics([dev[i] for i in idx], [records[i] for i in idx])
+            print(f"  {args.group_by}={value}: {len(idx)} pages, section macro-F1 {100 * g['macro_f1']:.1f}  body F1 "
+                  f"{100 * g['body_f1']:.1f}  segment F1 {100 * g['segment_f1']:.1f}  ("
+                  + "  ".join(f"{lab} {100 * v['f1']:.0f}" for lab, v in g["labels"].items()) + ")")
     for (g, q), lines in sorted(confusions.items(), key=lambda kv: -len(kv[1])):
         print(f"{g} -> {q}: {len(lines)} lines")
         for line in lines[:args.errors]:

@@ -436,6 +436,7 @@ def _bare_of(word: str) -> str:
 def test_line_crf_probe_fits_and_scores_the_model_keys(tmp_path, capsys):
     pytest.importorskip("pycrfsuite", reason="scripts/line_crf_probe.py needs sklearn-crfsuite")
     import importlib.util
+    import re
     from pathlib import Path
     from synthetic import write_pages
     spec = importlib.util.spec_from_file_location(
@@ -460,6 +461,17 @@ def test_line_crf_probe_fits_and_scores_the_model_keys(tmp_path, capsys):
     assert any(k.startswith("hs=") for k in probe.items(pages[0], False, heads=True)[0])
     assert probe.main(["--train", str(train), "--dev", str(dev), "--heads", "--iterations", "3"]) == 0
     assert "6 scored pages" in capsys.readouterr().out
+    # --group-by: one line per value of meta[KEY], over the pages that have it, the rest under "(missing)"
+    import dataclasses
+    grouped = [dataclasses.replace(p, meta={"template": "odd" if i % 2 else "even"} if i < 4 else {"site": "x"})
+               for i, p in enumerate(pages[18:])]
+    dev_g = write_pages(tmp_path / "dev_grouped.jsonl", grouped)
+    assert probe.main(["--train", str(train), "--dev", str(dev_g), "--group-by", "template",
+                       "--iterations", "30"]) == 0
+    got = capsys.readouterr().out
+    rows = re.findall(r"^  template=(\S+): (\d+) pages, section macro-F1 ([\d.]+)", got, re.M)
+    assert [(v, int(n)) for v, n, _ in rows] == [("(missing)", 2), ("even", 2), ("odd", 2)], got
+    assert all(0 <= float(f) <= 100 for _, _, f in rows)
     # --gazetteer: the line gazetteer keys, read from a gazetteer file; a broken file is named
     import json
     gz = tmp_path / "gazetteer.json"
@@ -471,7 +483,6 @@ def test_line_crf_probe_fits_and_scores_the_model_keys(tmp_path, capsys):
     gz.write_text("{broken", encoding="utf-8")
     assert probe.main(["--train", str(train), "--dev", str(dev), "--gazetteer", str(gz)]) == 2
     assert "--gazetteer" in capsys.readouterr().err
-    import re
     m = re.search(r"^(\w+) -> (\w+): (\d+) lines\n    (\S+): ", errs, re.M)
     assert m and m.group(1) != m.group(2) and int(m.group(3)) >= 1, errs
     assert m.group(4) in {p.id for p in pages[18:]}  # a dev page, named
