@@ -472,6 +472,13 @@ def test_line_crf_probe_fits_and_scores_the_model_keys(tmp_path, capsys):
     rows = re.findall(r"^  template=(\S+): (\d+) pages, section macro-F1 ([\d.]+)", got, re.M)
     assert [(v, int(n)) for v, n, _ in rows] == [("(missing)", 2), ("even", 2), ("odd", 2)], got
     assert all(0 <= float(f) <= 100 for _, _, f in rows)
+    # a key that no page has: one group of every page, scored as the whole dev set is
+    assert probe.main(["--train", str(train), "--dev", str(dev_g), "--group-by", "nokey", "--iterations", "30"]) == 0
+    got = capsys.readouterr().out
+    whole = re.search(r"^section macro-F1 ([\d.]+)  body F1 ([\d.]+)  segment F1 ([\d.]+)$", got, re.M).groups()
+    alone = re.findall(r"^  nokey=\(missing\): 6 pages, section macro-F1 ([\d.]+)  body F1 ([\d.]+)  "
+                       r"segment F1 ([\d.]+)", got, re.M)
+    assert alone == [whole], got
     # --gazetteer: the line gazetteer keys, read from a gazetteer file; a broken file is named
     import json
     gz = tmp_path / "gazetteer.json"
