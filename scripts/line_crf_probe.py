@@ -27,7 +27,7 @@ import numpy as np  # noqa: E402
 from data.features import line_keys, line_repeats, section_labels  # noqa: E402
 from data.labels import SECTION_TAGS  # noqa: E402
 from data.schema import load_pages  # noqa: E402
-from train.metrics import section_metrics  # noqa: E402
+from train.metrics import pages_by_meta, section_metrics  # noqa: E402
 
 
 def items(page, topic: bool, clusters: tuple | None = None, repeats=None,
@@ -128,11 +128,8 @@ def main(argv: list[str] | None = None) -> int:
     print("section macro-F1 {:.1f}  body F1 {:.1f}  segment F1 {:.1f}".format(
         100 * m["macro_f1"], 100 * m["body_f1"], 100 * m["segment_f1"]))
     print("  ".join(f"{lab} {100 * v['f1']:.1f}" for lab, v in m["labels"].items()))
-    if args.group_by:  # the builder's pages name their template (meta.template); pages without the key together
-        groups: dict[str, list[int]] = {}
-        for i, page in enumerate(dev):
-            groups.setdefault(str((page.meta or {}).get(args.group_by, "(missing)")), []).append(i)
-        for value, idx in sorted(groups.items()):
+    if args.group_by:  # the builder's pages name their template (meta.template)
+        for value, idx in pages_by_meta(dev, args.group_by):
             g = section_metrics([dev[i] for i in idx], [records[i] for i in idx])
             print(f"  {args.group_by}={value}: {len(idx)} pages, section macro-F1 {100 * g['macro_f1']:.1f}  body F1 "
                   f"{100 * g['body_f1']:.1f}  segment F1 {100 * g['segment_f1']:.1f}  ("

@@ -167,3 +167,24 @@ def test_crf_baseline_writes_metrics_for_side_by_side(tmp_path):
     # train.evaluate shows it next to the model's own blocks
     assert "| CRF (sklearn-crfsuite) | tiny | 100.0 |" in (write_report(tmp_path / "r", {
         "blocks": {}, "baselines": m["systems"]}) and (tmp_path / "r" / "report.md").read_text(encoding="utf-8"))
+
+
+def test_evaluate_group_by_scores_each_meta_value_as_its_own_block(tmp_path):
+    import dataclasses
+
+    from train.metrics import pages_by_meta
+    pages = [dataclasses.replace(GOLD, id=f"g{i}", meta=meta) for i, meta in
+             enumerate([{"template": "b"}, {"template": "a"}, {"site": "x"}, {"template": "b"}])]
+    assert pages_by_meta(pages, "template") == [("(missing)", [2]), ("a", [1]), ("b", [0, 3])]
+    assert pages_by_meta(pages, "nokey") == [("(missing)", [0, 1, 2, 3])]
+    path = tmp_path / "pages.jsonl"
+    write_jsonl(path, pages)
+    model = tmp_path / "model"
+    model.mkdir()
+    out = tmp_path / "eval"
+    assert evaluate.main(["--model", str(model), "--pages", str(path), "--group-by", "template",
+                          "--out", str(out)], tagger=EchoTagger()) == 0
+    blocks = json.loads((out / "metrics.json").read_text(encoding="utf-8"))["blocks"]
+    assert set(blocks) == {"pages", "pages [template=(missing)]", "pages [template=a]", "pages [template=b]"}
+    assert blocks["pages [template=b]"]["sections"]["n_pages"] == 2
+    assert blocks["pages"]["sections"]["n_pages"] == 4

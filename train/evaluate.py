@@ -29,7 +29,8 @@ from typing import Sequence
 from data.readers import read_conll_pages, read_conll_sentences, TAG_MAPS, guess_format
 from data.schema import ErrorRecord, Page, load_pages
 from data.text import WINDOW_PLANS
-from train.metrics import entity_metrics, entity_metrics_from_tags, record_token_tags, section_metrics, seed_line_table
+from train.metrics import (entity_metrics, entity_metrics_from_tags, pages_by_meta, record_token_tags, section_metrics,
+                           seed_line_table)
 from train.report import load_log_history, write_json, write_report
 
 AQMAR_TYPES = ("PERS", "LOC", "ORG")
@@ -166,10 +167,7 @@ def evaluate(tagger, args: argparse.Namespace) -> dict:
         errors += n
         blocks[Path(f).stem] = page_block(pages, recs, types, f)
         if args.group_by:
-            groups: dict[str, list[int]] = {}
-            for i, p in enumerate(pages):
-                groups.setdefault(str(p.meta.get(args.group_by, "(missing)")), []).append(i)
-            for value, idx in sorted(groups.items()):
+            for value, idx in pages_by_meta(pages, args.group_by):
                 blocks[f"{Path(f).stem} [{args.group_by}={value}]"] = page_block(
                     [pages[i] for i in idx], [recs[i] for i in idx], types, f)
     for f in args.conll:

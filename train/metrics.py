@@ -190,6 +190,16 @@ def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
 # Sections
 
 
+def pages_by_meta(pages: Sequence[Page], key: str) -> list[tuple[str, list[int]]]:
+    """``(value, page indices)`` per value of ``page.meta[key]`` (e.g. the builder's ``template``), sorted by
+    value; pages without the key go under ``(missing)``. What ``train.evaluate --group-by`` and the line CRF
+    probe's ``--group-by`` score one block each."""
+    groups: dict[str, list[int]] = {}
+    for i, page in enumerate(pages):
+        groups.setdefault(str((page.meta or {}).get(key, "(missing)")), []).append(i)
+    return sorted(groups.items())
+
+
 def line_labels(page: Page, sections: Sequence[Span]) -> list[str]:
     """The section label of each non-blank line; :data:`NO_SECTION` where no section covers it."""
     out = [NO_SECTION] * len(page.lines)
