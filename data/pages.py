@@ -259,10 +259,16 @@ LAYOUT_PARTS = ("nav", "ad", "title", "byline", "share", "body", "source", "tags
 def random_layout(template: Template, rng: random.Random) -> Template:
     """``template`` with its parts in a random order: title and body and 2 to 6 other parts, each
     distinct part drawn from every site's parts, and the template's spacing, indentation and
-    header odds redrawn. No held-out template or wording is used: only the order is free."""
+    header odds redrawn. No held-out template or wording is used: only the order is free, but for
+    the title, which stays above the body as on every real page (a layout with the title under the
+    article taught the section layer that a short line after the body may be the title: line CRF
+    probe, three page seeds, section macro-F1 95.3 vs 94.6 with the one-title rule)."""
     others = [p for p in LAYOUT_PARTS if p not in ("title", "body")]
     order = ["title", "body", *rng.sample(others, rng.randint(2, 6))]
     rng.shuffle(order)
+    t, b = order.index("title"), order.index("body")
+    if t > b:  # a headline sits above its article on every real page: the other parts go anywhere
+        order[t], order[b] = order[b], order[t]
     return Template(f"{template.name}+layout", tuple(order), blank=rng.choice((0.0, 0.3, 0.6, 1.0)), p_drop=0.0,
                     inline=template.inline, indent=rng.choice(("", "", " ", "  ")), header=rng.choice((0.6, 0.9, 1.0)),
                     teaser_paragraphs=template.teaser_paragraphs)

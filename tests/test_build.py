@@ -245,6 +245,18 @@ def test_random_layouts_vary_the_order_with_train_wordings_only():
         build_pages(arts[:2], arts, random.Random(5), which="held_out", layouts=0.5)
 
 
+def test_random_layouts_keep_the_title_above_the_body_and_move_the_rest():
+    from data.pages import random_layout
+    from data.templates import templates
+
+    rng = random.Random(11)
+    orders = [random_layout(t, rng).order for _ in range(100) for t in templates("train")]
+    assert all(o.index("title") < o.index("body") for o in orders)
+    assert sum(o[0] == "title" for o in orders) < 0.6 * len(orders)  # other parts come above the title too
+    assert any(o.index("body") - o.index("title") > 1 for o in orders)  # and between the title and the body
+    assert any(o[-1] != "body" for o in orders) and any(o[-1] == "body" for o in orders)
+
+
 def test_augment_makes_up_train_wordings_only(built):
     tmp, _ = built
     args = ["--conll", str(tmp / "doc.txt"), "--test-conll", str(tmp / "heldout.txt"), "--news", str(tmp),
