@@ -232,34 +232,60 @@ def training_arguments(cfg: RunConfig) -> TrainingArguments:
         raise ConfigError(f"training: {err}") from None
 
 
-def fixed_scores(fit, table, pages, dataset, k: int, fold_file: Path | None, checkpoint: str | None, what: str,
-                 prefix: str, folds_key: str, fit_key: str, process_index: int) -> dict | None:
-    """A score table fitted before training and then fixed (the lexical or the line tag scores):
-    ``fit(folds)`` fits it, except on resume (the checkpoint holds it; returns None). With ``k`` >= 2
-    folds (:func:`train.lexical.page_folds`) the training pages also get out-of-fold scores
+@dataclasses.dataclass(frozen=True)
+class ScoreTable:
+    """A score table fitted before training and then fixed: ``what`` names it in messages, ``prefix`` its
+    dataset keys (``<prefix>_ids``, ``<prefix>_prior``), ``folds_key`` / ``fit_key`` the config keys that a
+    failed fit names (with folds / without)."""
+
+    what: str
+    prefix: str
+    folds_key: str
+    fit_key: str
+
+
+LEXICAL_SCORES = ScoreTable("lexical", "lex", "training.lexical_tags_folds", "training.lexical_tags_fit")
+LINE_SCORES = ScoreTable("line", "line", "training.line_tags_folds", "model.line_tags")
+
+
+@dataclasses.dataclass(frozen=True)
+class FitRun:
+    """What every fixed-score fit of one training run shares: its training pages, their encoded dataset,
+    the checkpoint it resumes (None: a new run) and this process's rank."""
+
+    pages: list
+    dataset: object
+    checkpoint: str | None
+    process_index: int
+
+
+def fixed_scores(fit, table, kind: ScoreTable, k: int, fold_file: Path | None, run: FitRun) -> dict | None:
+    """``table`` (a :class:`ScoreTable` ``kind``: the lexical or the line tag scores) fitted before training
+    and then fixed: ``fit(folds)`` fits it, except on resume (the checkpoint holds it; returns None). With
+    ``k`` >= 2 folds (:func:`train.lexical.page_folds`) the training pages also get out-of-fold scores
     (``<prefix>_prior`` from their ``<prefix>_ids``, :func:`train.lexical.set_fold_priors`), whose fits
-    ``fold_file`` keeps for a resumed run. A failed fit is a ConfigError naming ``folds_key`` (with folds)
-    or ``fit_key``; an unreadable fold file on resume one naming the file."""
+    ``fold_file`` keeps for a resumed run. A failed fit is a ConfigError naming ``kind.folds_key`` (with
+    folds) or ``kind.fit_key``; an unreadable fold file on resume one naming the file."""
     from train.lexical import load_folds, page_folds, save_folds, set_fold_priors
 
-    folds = page_folds(pages, k) if k > 1 else None
+    folds = page_folds(run.pages, k) if k > 1 else None
     result = None
-    if checkpoint is None:
+    if run.checkpoint is None:
         try:
             result = fit(folds)
         except ValueError as err:
-            raise ConfigError(f"{folds_key if folds is not None else fit_key}: {err}") from None
+            raise ConfigError(f"{kind.folds_key if folds is not None else kind.fit_key}: {err}") from None
         if folds is not None:
             fold_weight = result["fold_weight"]
-            if process_index == 0:
+            if run.process_index == 0:
                 save_folds(fold_file, k, fold_weight)
     elif folds is not None:  # the same out-of-fold scores as before the interruption
         try:
-            fold_weight = load_folds(fold_file, k, tuple(table.weight.shape), what=what)
+            fold_weight = load_folds(fold_file, k, tuple(table.weight.shape), what=kind.what)
         except (OSError, ValueError) as err:
-            raise ConfigError(f"resuming {checkpoint}: {err}") from None
+            raise ConfigError(f"resuming {run.checkpoint}: {err}") from None
     if folds is not None:
-        set_fold_priors(dataset, folds, fold_weight, f"{prefix}_ids", f"{prefix}_prior")
+        set_fold_priors(run.dataset, folds, fold_weight, f"{kind.prefix}_ids", f"{kind.prefix}_prior")
     table.weight.requires_grad_(False)
     return result
 
@@ -478,6 +504,7 @@ def main(argv: list[str] | None = None) -> int:
                                   cfg.training.seed) if cfg.model.line_repeats and cfg.model.line_buckets else None)
         train_set = PageDataset(train_pages, encoder, entity_tagset(types), repeats)
         t = cfg.training
+        run = FitRun(train_pages, train_set, checkpoint, args.process_index)
         if hasattr(model, "lexical_tag_scores"):
             from train.lexical import fit_lexical_crf, fit_lexical_tags
 
@@ -485,9 +512,7 @@ def main(argv: list[str] | None = None) -> int:
                 fit = fixed_scores(
                     lambda folds: fit_lexical_crf(model, train_set, c1=t.lexical_tags_c1, c2=t.lexical_tags_c2,
                                                   max_iterations=t.lexical_tags_iterations, folds=folds),
-                    model.lexical_tag_scores, train_pages, train_set, t.lexical_tags_folds, out / "lexical_folds.pt",
-                    checkpoint, "lexical", "lex", "training.lexical_tags_folds", "training.lexical_tags_fit",
-                    args.process_index)
+                    model.lexical_tag_scores, LEXICAL_SCORES, t.lexical_tags_folds, out / "lexical_folds.pt", run)
                 if fit is not None:
                     each = f" ({fit['folds']} out-of-fold fits)" if "folds" in fit else ""
                     print(f"lexical tag scores: a CRF fitted on {fit['words']} labelled words in {fit['runs']} "
@@ -497,8 +522,7 @@ def main(argv: list[str] | None = None) -> int:
                 fit = fixed_scores(
                     lambda folds: fit_lexical_tags(model, train_set, epochs=t.lexical_tags_epochs,
                                                    penalty=t.lexical_tags_penalty, seed=t.seed),
-                    model.lexical_tag_scores, train_pages, train_set, 1, None, checkpoint, "lexical", "lex",
-                    "training.lexical_tags_folds", "training.lexical_tags_fit", args.process_index)
+                    model.lexical_tag_scores, LEXICAL_SCORES, 1, None, run)
                 if fit is not None:
                     print(f"lexical tag scores: fitted on {fit['words']} labelled words, loss per epoch "
                           f"{fit['losses']}", file=sys.stderr)
@@ -510,8 +534,7 @@ def main(argv: list[str] | None = None) -> int:
             fit = fixed_scores(
                 lambda folds: fit_line_crf(model, train_set, c1=c1, c2=c2, max_iterations=t.lexical_tags_iterations,
                                            folds=folds),
-                model.line_tag_scores, train_pages, train_set, t.line_tags_folds, out / "line_folds.pt", checkpoint,
-                "line", "line", "training.line_tags_folds", "model.line_tags", args.process_index)
+                model.line_tag_scores, LINE_SCORES, t.line_tags_folds, out / "line_folds.pt", run)
             if fit is not None:
                 each = f" ({fit['folds']} out-of-fold fits)" if "folds" in fit else ""
                 print(f"line tag scores: a CRF fitted on {fit['lines']} labelled lines in {fit['runs']} runs{each}, "
