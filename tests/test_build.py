@@ -245,7 +245,7 @@ def test_random_layouts_vary_the_order_with_train_wordings_only():
         build_pages(arts[:2], arts, random.Random(5), which="held_out", layouts=0.5)
 
 
-def test_random_layouts_keep_the_title_above_the_body_and_move_the_rest():
+def test_random_layouts_keep_title_above_body_menu_on_top_copyright_at_bottom():
     from data.pages import random_layout
     from data.templates import templates
 
@@ -255,6 +255,9 @@ def test_random_layouts_keep_the_title_above_the_body_and_move_the_rest():
     assert sum(o[0] == "title" for o in orders) < 0.6 * len(orders)  # other parts come above the title too
     assert any(o.index("body") - o.index("title") > 1 for o in orders)  # and between the title and the body
     assert any(o[-1] != "body" for o in orders) and any(o[-1] == "body" for o in orders)
+    assert all(o.index("nav") == 0 for o in orders if "nav" in o)  # the menu at the top
+    assert all(o[-1] == "copyright" for o in orders if "copyright" in o)  # the copyright line at the bottom
+    assert sum("nav" in o for o in orders) > 100 and sum("copyright" in o for o in orders) > 100
 
 
 def test_augment_makes_up_train_wordings_only(built):
