@@ -263,10 +263,8 @@ def random_layout(template: Template, rng: random.Random) -> Template:
     site's pages share: the title above the body, the menu (``nav``) at the top and the copyright line at
     the bottom (:func:`build_page`'s occasional swap of two neighbouring parts, in every split, may still
     exchange them with a neighbour). Layouts with the title under the article taught the section layer that
-    a short line after the body may be the title: line CRF probe, five page seeds, one-title rule, section
-    macro-F1 94.74 on average, 95.34 with the title kept above the body, 95.45 with the menu and copyright
-    kept at the edges too; the CPU recipe's held-out test pages 96.3 and 95.7 against 95.8 and 94.7 (two seeds, across
-    machines), and on one machine 95.3 against 95.2 section macro-F1, 97.8 against 97.0 body F1 (seed 3)."""
+    a short line after the body may be the title; the probe and full-run figures behind this rule are in
+    docs/metrics.md (fifteenth and sixteenth sessions)."""
     others = [p for p in LAYOUT_PARTS if p not in ("title", "body")]
     order = ["title", "body", *rng.sample(others, rng.randint(2, 6))]
     rng.shuffle(order)
